@@ -1,0 +1,1 @@
+"""Engines behind one interface. A backend knows nothing of quotas or HTTP dialects."""

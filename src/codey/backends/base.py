@@ -1,0 +1,143 @@
+"""The one interface every engine implements: generate (or stream) from a prompt.
+
+A prompt is one of three shapes, so that chat, raw completion and fill-in-the-middle share a
+single verb; each backend turns the shape into whatever its engine takes.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """Messages rendered through the model's own chat template."""
+
+    messages: Sequence[Message]
+
+
+@dataclass(frozen=True)
+class TextPrompt:
+    """Raw text continued as is."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class InfillPrompt:
+    """Fill the hole between `prefix` and `suffix`."""
+
+    prefix: str
+    suffix: str
+
+
+Prompt = ChatPrompt | TextPrompt | InfillPrompt
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. `n > 1` at temperature 0 gives the n most likely distinct openings."""
+
+    max_tokens: int = 256
+    temperature: float = 0.2
+    top_p: float = 0.95
+    top_k: int = 40
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    n: int = 1
+    top_logprobs: int = 0
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token with its log-probability under the model (temperature 1)."""
+
+    text: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass
+class Choice:
+    """One answer to a prompt, with every token it is made of."""
+
+    text: str
+    tokens: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: FinishReason = "stop"
+
+    @property
+    def confidence(self) -> float:
+        return confidence_of(self.tokens)
+
+
+@dataclass
+class Generation:
+    """All the answers to one prompt, with real token counts."""
+
+    choices: list[Choice]
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One streamed piece of an answer; the last one carries the finish reason and usage."""
+
+    text: str
+    token: TokenLogprob | None = None
+    finish_reason: FinishReason | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def confidence_of(tokens: Sequence[TokenLogprob]) -> float:
+    """Geometric-mean probability of the tokens: exp(mean log p); 0.0 for no tokens."""
+    if not tokens:
+        return 0.0
+    return math.exp(sum(t.logprob for t in tokens) / len(tokens))
+
+
+class Backend(ABC):
+    """An engine that turns prompts into generations."""
+
+    name: str
+    """Short backend type, such as 'llamacpp'."""
+    model_id: str
+    """The model this backend serves."""
+
+    @property
+    @abstractmethod
+    def context_length(self) -> int:
+        """Tokens the engine can hold: prompt plus answer."""
+
+    @abstractmethod
+    async def count_tokens(self, prompt: Prompt) -> int:
+        """Tokens the prompt takes once rendered for the engine."""
+
+    @abstractmethod
+    async def generate(self, prompt: Prompt, params: SamplingParams) -> Generation:
+        """All `params.n` answers at once."""
+
+    @abstractmethod
+    def stream(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
+        """One answer, token by token; closing the iterator stops the engine."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the engine."""

@@ -1,0 +1,1 @@
+"""Getting a verified model file onto the machine and reading its header."""

