@@ -66,9 +66,6 @@ class ChatSettings(_Section):
 
 class CompletionSettings(_Section):
     max_tokens: int = Field(default=64, ge=1, le=512)
-    strategy: str = Field(
-        default="fim", description="Prompt strategy for completions: 'fim' or 'instruct'."
-    )
 
 
 class Settings(BaseSettings):

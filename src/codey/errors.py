@@ -1,17 +1,17 @@
 """The one exception tree of codey. Each dialect maps it to its own error object in one place.
 
-    CodeyError
-    ├── ConfigError               settings that cannot work
-    ├── ModelError                the model file cannot be used
-    │   ├── ModelPartsMissing     registry parts not installed
-    │   ├── ModelCorrupt          wrong size or SHA-256, not a GGUF file
-    │   └── DiskFull              no room to assemble the model
-    ├── InvalidRequest            the caller's input is wrong (400)
-    │   └── ContextOverflow       the prompt does not fit the context window
-    ├── NotFound                  an id that does not exist (404)
-    ├── Overloaded                the engine queue is full (503)
-    ├── Cancelled                 the caller went away
-    └── BackendError              the engine failed (502)
+CodeyError
+├── ConfigError               settings that cannot work
+├── ModelError                the model file cannot be used
+│   ├── ModelPartsMissing     registry parts not installed
+│   ├── ModelCorrupt          wrong size or SHA-256, not a GGUF file
+│   └── DiskFull              no room to assemble the model
+├── InvalidRequest            the caller's input is wrong (400)
+│   └── ContextOverflow       the prompt does not fit the context window
+├── NotFound                  an id that does not exist (404)
+├── Overloaded                the engine queue is full (503)
+├── Cancelled                 the caller went away
+└── BackendError              the engine failed (502)
 """
 
 from __future__ import annotations

@@ -114,6 +114,17 @@ def confidence_of(tokens: Sequence[TokenLogprob]) -> float:
     return math.exp(sum(t.logprob for t in tokens) / len(tokens))
 
 
+def span_confidence(tokens: Sequence[TokenLogprob], spans: Sequence[tuple[int, int]]) -> float:
+    """Confidence of the tokens whose text overlaps any [start, end) span of the answer."""
+    inside, offset = [], 0
+    for token in tokens:
+        token_end = offset + len(token.text)
+        if any(token_end > start and offset < end for start, end in spans):
+            inside.append(token)
+        offset = token_end
+    return confidence_of(inside)
+
+
 class Backend(ABC):
     """An engine that turns prompts into generations."""
 

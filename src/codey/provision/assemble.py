@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from codey.errors import DiskFull, ModelCorrupt, ModelPartsMissing
+from codey.provision.gguf_header import read_header
 
 EMBEDDED_FILENAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 EMBEDDED_SIZE = 491_400_064
@@ -28,8 +29,8 @@ _CHUNK = 4 * 1024 * 1024
 _FIX_PARTS = "Run `pip install -e .` in the codey checkout (or `bash scripts/setup.sh`)."
 _FIX_ASSEMBLE = "Run `codey model assemble --force` to rebuild it from the registry parts."
 
-Progress = Callable[[int], None]
-"""Called with the number of bytes just processed."""
+Progress = Callable[[str, int, int], None]
+"""Called as progress(stage, bytes just processed, total bytes of the stage)."""
 
 
 @dataclass(frozen=True)
@@ -74,15 +75,18 @@ def embedded_path(cache_dir: Path) -> Path:
 
 def sha256_of(path: Path, progress: Progress | None = None) -> str:
     digest = hashlib.sha256()
+    total = path.stat().st_size
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
             if progress:
-                progress(len(chunk))
+                progress(f"Verifying {path.name}", len(chunk), total)
     return digest.hexdigest()
 
 
-def assemble(cache_dir: Path, progress: Progress | None = None, *, force: bool = False) -> ModelFile:
+def assemble(
+    cache_dir: Path, progress: Progress | None = None, *, force: bool = False
+) -> ModelFile:
     """Concatenate the parts into the cache directory, verifying size and SHA-256 on the way.
 
     The file appears under its final name only once it is complete and verified, so an
@@ -112,7 +116,7 @@ def assemble(cache_dir: Path, progress: Progress | None = None, *, force: bool =
                         digest.update(chunk)
                         size += len(chunk)
                         if progress:
-                            progress(len(chunk))
+                            progress("Assembling the model", len(chunk), EMBEDDED_SIZE)
     except OSError as exc:
         partial.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:
@@ -136,7 +140,12 @@ def assemble(cache_dir: Path, progress: Progress | None = None, *, force: bool =
 
 
 def verify(
-    path: Path, size: int | None, sha256: str | None, progress: Progress | None = None
+    path: Path,
+    size: int | None,
+    sha256: str | None,
+    progress: Progress | None = None,
+    *,
+    force: bool = False,
 ) -> ModelFile:
     """Check a model file against its expected size and hash; raise ModelCorrupt if it differs.
 
@@ -153,7 +162,7 @@ def verify(
         )
     if sha256 is None:
         return ModelFile(path, actual_size, _stamp_hash(path) or "")
-    if _stamp_hash(path) == sha256:
+    if not force and _stamp_hash(path) == sha256:
         return ModelFile(path, actual_size, sha256)
     actual = sha256_of(path, progress)
     if actual != sha256:
@@ -188,3 +197,14 @@ def _stamp_hash(path: Path) -> str | None:
     if {k: stamp.get(k) for k in ("size", "mtime_ns", "inode")} != _fingerprint(path):
         return None
     return stamp.get("sha256")
+
+
+def locate_model(
+    path: Path | None, sha256: str | None, cache_dir: Path, progress: Progress | None = None
+) -> ModelFile:
+    """The verified model file to load: a configured GGUF file, or the embedded model."""
+    if path is None:
+        return assemble(cache_dir, progress)
+    model = verify(path.expanduser(), None, sha256, progress)
+    read_header(model.path)  # refuses a file that is not GGUF before llama.cpp sees it
+    return model

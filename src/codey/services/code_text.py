@@ -20,6 +20,8 @@ _FENCE_OPEN = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$
 class CodeBlock:
     language: str | None
     code: str
+    start: int
+    """Offset of `code` in the answer it was taken from."""
 
 
 def fenced_blocks(answer: str) -> list[CodeBlock]:
@@ -33,7 +35,7 @@ def fenced_blocks(answer: str) -> list[CodeBlock]:
         end = close.search(answer, body_start)
         body = answer[body_start : end.start() if end else len(answer)]
         info = match.group("info").strip().split()
-        blocks.append(CodeBlock(info[0].lower() if info else None, body.rstrip("\n")))
+        blocks.append(CodeBlock(info[0].lower() if info else None, body.rstrip("\n"), body_start))
         if not end:
             break
         pos = end.end()
@@ -54,7 +56,14 @@ def normalise_language(language: str | None) -> str | None:
     return _ALIASES.get(lang, lang) or None
 
 
-def extract_code(answer: str, language: str | None = None) -> str:
+@dataclass(frozen=True)
+class ExtractedCode:
+    code: str
+    spans: list[tuple[int, int]]
+    """Where the pieces of `code` lie in the answer, as [start, end) offsets."""
+
+
+def extract_code(answer: str, language: str | None = None) -> ExtractedCode:
     """The code in a model's answer.
 
     With fences, the blocks in the requested language (or untagged ones) are joined; if none
@@ -62,11 +71,15 @@ def extract_code(answer: str, language: str | None = None) -> str:
     """
     blocks = fenced_blocks(answer)
     if not blocks:
-        return answer.strip("\n")
+        code = answer.strip("\n")
+        start = answer.find(code)
+        return ExtractedCode(code, [(start, start + len(code))])
     wanted = normalise_language(language)
     matching = [b for b in blocks if normalise_language(b.language) in (wanted, None)]
-    chosen = matching or blocks
-    return "\n\n".join(b.code for b in chosen if b.code.strip())
+    chosen = [b for b in matching or blocks if b.code.strip()]
+    return ExtractedCode(
+        "\n\n".join(b.code for b in chosen), [(b.start, b.start + len(b.code)) for b in chosen]
+    )
 
 
 @dataclass(frozen=True)

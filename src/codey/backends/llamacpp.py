@@ -1,0 +1,150 @@
+"""The embedded backend: a GGUF model run in-process by llama.cpp, behind the scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from codey.backends.base import (
+    Backend,
+    ChatPrompt,
+    Delta,
+    Generation,
+    InfillPrompt,
+    Prompt,
+    SamplingParams,
+    TextPrompt,
+)
+from codey.backends.engine import LlamaEngine
+from codey.backends.fim import FIM_TEMPLATES, FimTemplate, detect_family
+from codey.backends.scheduler import Scheduler
+from codey.config import ModelSettings
+from codey.errors import ConfigError, ContextOverflow, InvalidRequest
+from codey.provision.assemble import Progress, locate_model
+from codey.provision.gguf_header import GGUFHeader, read_header
+
+Rendered = tuple[list[int], tuple[str, ...]]
+
+
+class LlamaCppBackend(Backend):
+    """Chat through the model's own chat template, raw text, and fill-in-the-middle."""
+
+    name = "llamacpp"
+
+    def __init__(
+        self,
+        engine: LlamaEngine,
+        model_id: str,
+        family: str | None = None,
+        header: GGUFHeader | None = None,
+    ) -> None:
+        self.engine = engine
+        self.model_id = model_id
+        self.header = header
+        self.scheduler = Scheduler()
+        template = engine.metadata.get("tokenizer.chat_template")
+        self._chat = (
+            Jinja2ChatFormatter(
+                template=template,
+                eos_token=engine.token_text(engine.llm.token_eos()),
+                bos_token=engine.token_text(engine.llm.token_bos()),
+            )
+            if template
+            else None
+        )
+        family = family or detect_family(lambda s: len(engine.tokenize(s, special=True)) == 1)
+        if family is not None and family not in FIM_TEMPLATES:
+            raise ConfigError(
+                f"Unknown fill-in-the-middle family {family!r}.",
+                hint=f"Use one of {', '.join(FIM_TEMPLATES)}.",
+            )
+        self._fim: FimTemplate | None = FIM_TEMPLATES[family] if family else None
+        self.family = family
+
+    @classmethod
+    def load(cls, settings: ModelSettings, progress: Progress | None = None) -> LlamaCppBackend:
+        """Locate and verify the model file, then load it."""
+        model = locate_model(settings.path, settings.sha256, settings.cache_dir, progress)
+        header = read_header(model.path)
+        engine = LlamaEngine(
+            model.path,
+            context_length=settings.context_length,
+            threads=settings.threads,
+            batch_size=settings.batch_size,
+        )
+        model_id = model.path.stem if settings.path else "qwen2.5-coder-0.5b-instruct"
+        return cls(engine, model_id, settings.family, header)
+
+    @property
+    def context_length(self) -> int:
+        return self.engine.context_length
+
+    @property
+    def queue_depth(self) -> int:
+        return self.scheduler.depth
+
+    async def count_tokens(self, prompt: Prompt) -> int:
+        tokens, _ = await asyncio.to_thread(self._render, prompt)
+        return len(tokens)
+
+    async def generate(self, prompt: Prompt, params: SamplingParams) -> Generation:
+        tokens, stop = await self._prepare(prompt, params)
+        run_stop = stop + params.stop
+        choices = await self.scheduler.call(
+            lambda cancel: self.engine.run(tokens, params, run_stop, cancel)
+        )
+        return Generation(choices, len(tokens), sum(len(c.tokens) for c in choices))
+
+    async def stream(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
+        tokens, stop = await self._prepare(prompt, params)
+        run_stop = stop + params.stop
+        single = SamplingParams(**{**params.__dict__, "n": 1})
+
+        def run(cancel: threading.Event, emit: Callable[[Delta], None]) -> None:
+            self.engine.run(tokens, single, run_stop, cancel, emit)
+
+        async for delta in self.scheduler.stream(run):
+            yield delta
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.scheduler.close)
+
+    async def _prepare(self, prompt: Prompt, params: SamplingParams) -> Rendered:
+        tokens, stop = await asyncio.to_thread(self._render, prompt)
+        if not tokens:
+            raise InvalidRequest("The prompt is empty.")
+        if len(tokens) + params.max_tokens > self.context_length:
+            raise ContextOverflow(len(tokens), params.max_tokens, self.context_length)
+        return tokens, stop
+
+    def _render(self, prompt: Prompt) -> Rendered:
+        engine = self.engine
+        if isinstance(prompt, ChatPrompt):
+            if self._chat is None:
+                raise InvalidRequest(f"The model {self.model_id} has no chat template.")
+            messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+            rendered = self._chat(messages=messages)
+            stop = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop or ""]
+            return engine.tokenize(rendered.prompt, special=True), tuple(s for s in stop if s)
+        if isinstance(prompt, TextPrompt):
+            return engine.tokenize(prompt.text, special=False, add_bos=True), ()
+        if isinstance(prompt, InfillPrompt):
+            if self._fim is None:
+                raise InvalidRequest(
+                    f"The model {self.model_id} has no fill-in-the-middle tokens.",
+                    hint="Set model.family in the config if it uses a known template.",
+                )
+            fim = self._fim
+            # User text is tokenized without special tokens, so it cannot forge sentinels.
+            tokens = (
+                engine.tokenize(fim.prefix, special=True)
+                + engine.tokenize(prompt.prefix, special=False)
+                + engine.tokenize(fim.suffix, special=True)
+                + engine.tokenize(prompt.suffix, special=False)
+                + engine.tokenize(fim.middle, special=True)
+            )
+            return tokens, fim.stop
+        raise TypeError(f"unknown prompt type {type(prompt).__name__}")

@@ -1,0 +1,40 @@
+"""`codey`: the entry point and its global options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from codey.cli import jobs, model
+from codey.cli.output import fail
+from codey.config import load_settings
+from codey.errors import CodeyError
+
+app = typer.Typer(
+    name="codey",
+    help="Code generation, code chat and code completion from a local code model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(model.app, name="model")
+app.command("generate")(jobs.generate)
+app.command("chat")(jobs.chat)
+app.command("complete")(jobs.complete)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", envvar="CODEY_CONFIG", help="TOML settings file."),
+    ] = None,
+) -> None:
+    """Code generation, code chat and code completion from a local code model."""
+    try:
+        ctx.obj = load_settings(config)
+    except CodeyError as exc:
+        raise fail(exc) from exc

@@ -1,0 +1,99 @@
+"""Code completion: prefix + suffix at the cursor -> a few distinct suggestions, ranked."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from codey.backends.base import Backend, InfillPrompt, SamplingParams, span_confidence
+from codey.errors import InvalidRequest
+from codey.services.suggestions import (
+    Kind,
+    cursor_at,
+    heal_prefix,
+    postprocess,
+    suggestion_kind,
+    unheal,
+)
+
+MAX_COMPLETIONS = 5
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    prefix: str
+    suffix: str = ""
+    language: str = "python"
+    max_completions: int = 3
+    context: str | None = None
+    """Other code the completion should know about, such as related files."""
+    max_tokens: int = 64
+    temperature: float = 0.0
+    postprocess: bool = True
+    """Off only to measure what post-processing is worth."""
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    completion: str
+    confidence: float
+    kind: Kind
+
+
+@dataclass
+class CompletionResult:
+    suggestions: list[Suggestion]
+    prompt_tokens: int
+    completion_tokens: int
+    elapsed_ms: float
+
+    @property
+    def tokens_used(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class CompletionService:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        if not (request.prefix.strip() or request.suffix.strip()):
+            raise InvalidRequest(
+                "Both prefix and suffix are empty.", hint="Send the code around the cursor."
+            )
+        if not 1 <= request.max_completions <= MAX_COMPLETIONS:
+            raise InvalidRequest(
+                f"max_completions must be between 1 and {MAX_COMPLETIONS}, "
+                f"got {request.max_completions}."
+            )
+        started = time.perf_counter()
+        model_prefix, removed = heal_prefix(request.prefix)
+        if request.context and request.context.strip():
+            model_prefix = f"{request.context.rstrip()}\n\n{model_prefix}"
+        params = SamplingParams(
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            n=request.max_completions,
+        )
+        generation = await self.backend.generate(InfillPrompt(model_prefix, request.suffix), params)
+        line_prefix = cursor_at(request.prefix, request.suffix).line_prefix
+        best: dict[str, Suggestion] = {}
+        for choice in generation.choices:
+            text = unheal(choice.text, removed)
+            offset = len(choice.text) - len(text)
+            if request.postprocess:
+                text = postprocess(text, request.prefix, request.suffix)
+            if not text.strip():
+                continue
+            confidence = round(span_confidence(choice.tokens, [(offset, offset + len(text))]), 4)
+            if text in best and best[text].confidence >= confidence:
+                continue
+            kind = suggestion_kind(text, line_prefix, request.language)
+            best[text] = Suggestion(text, confidence, kind)
+        ranked = sorted(best.values(), key=lambda s: s.confidence, reverse=True)
+        return CompletionResult(
+            suggestions=ranked,
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens,
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+        )
