@@ -61,8 +61,11 @@ def generate(
         print_json({**vars(result), "tokens_used": result.tokens_used})
         return
     console.print(Syntax(result.code, result.language, line_numbers=False, word_wrap=True))
-    syntax = {True: "[green]valid[/]", False: f"[red]invalid[/] ({result.syntax.error})",
-              None: "not checked"}[result.syntax.valid]  # fmt: skip
+    syntax = {
+        True: "[green]valid[/]",
+        False: f"[red]invalid[/] ({result.syntax.error})",
+        None: "not checked",
+    }[result.syntax.valid]
     console.print(
         f"[dim]confidence {result.confidence:.3f} · syntax {syntax} · "
         f"{result.prompt_tokens}+{result.completion_tokens} tokens · "
@@ -184,17 +187,32 @@ def complete(
     table = Table("#", "confidence", "kind", "completion", title="Suggestions")
     for rank, suggestion in enumerate(result.suggestions, start=1):
         table.add_row(
-            str(rank), f"{suggestion.confidence:.3f}", suggestion.kind,
+            str(rank),
+            f"{suggestion.confidence:.3f}",
+            suggestion.kind,
             Syntax(suggestion.completion, request.language),
-        )  # fmt: skip
+        )
     console.print(table if result.suggestions else "[yellow]no suggestion[/]")
 
 
 _EXTENSIONS = {
-    ".py": "python", ".js": "javascript", ".ts": "typescript", ".go": "go", ".rs": "rust",
-    ".java": "java", ".c": "c", ".h": "c", ".cpp": "cpp", ".cc": "cpp", ".sh": "bash",
-    ".rb": "ruby", ".kt": "kotlin", ".cs": "csharp", ".php": "php", ".swift": "swift",
-}  # fmt: skip
+    ".py": "python",
+    ".js": "javascript",
+    ".ts": "typescript",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "java",
+    ".c": "c",
+    ".h": "c",
+    ".cpp": "cpp",
+    ".cc": "cpp",
+    ".sh": "bash",
+    ".rb": "ruby",
+    ".kt": "kotlin",
+    ".cs": "csharp",
+    ".php": "php",
+    ".swift": "swift",
+}
 
 
 def _language_of(file: Path) -> str | None:

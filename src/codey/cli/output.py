@@ -45,8 +45,9 @@ def print_json(value: Any) -> None:
 def fail(error: CodeyError, as_json: bool = False) -> typer.Exit:
     """Report an error the way the user asked for output, and give the exit to raise."""
     if as_json:
-        print_json({"error": {"type": type(error).__name__, "message": error.message,
-                              "hint": error.hint}})  # fmt: skip
+        print_json(
+            {"error": {"type": type(error).__name__, "message": error.message, "hint": error.hint}}
+        )
     else:
         errors.print(f"[bold red]error:[/] {error.message}", highlight=False)
         if error.hint:
@@ -64,9 +65,14 @@ class ByteProgress:
     def __call__(self, stage: str, advance: int, total: int) -> None:
         if self._progress is None:
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), TimeRemainingColumn(), console=errors, transient=False,
-            )  # fmt: skip
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=errors,
+                transient=False,
+            )
             self._progress.start()
         if stage not in self._tasks:
             self._tasks[stage] = self._progress.add_task(stage, total=total)

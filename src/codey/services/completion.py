@@ -10,6 +10,7 @@ from codey.errors import InvalidRequest
 from codey.services.suggestions import (
     Kind,
     cursor_at,
+    drop_prefix_echo,
     heal_prefix,
     postprocess,
     suggestion_kind,
@@ -79,7 +80,10 @@ class CompletionService:
         line_prefix = cursor_at(request.prefix, request.suffix).line_prefix
         best: dict[str, Suggestion] = {}
         for choice in generation.choices:
-            text = unheal(choice.text, removed)
+            text = choice.text
+            if request.postprocess:
+                text = drop_prefix_echo(text, line_prefix)
+            text = unheal(text, removed)
             offset = len(choice.text) - len(text)
             if request.postprocess:
                 text = postprocess(text, request.prefix, request.suffix)

@@ -73,6 +73,26 @@ def unheal(text: str, removed: str) -> str:
     return text.lstrip(" \t")
 
 
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def drop_prefix_echo(text: str, line_prefix: str) -> str:
+    """Remove a restart of the cursor line: after `import numpy as` the model may write
+    `numpy as np` or ` as np`; the words it repeats are already in the file."""
+    line = line_prefix.strip()
+    body = text.lstrip(" \t")
+    if not line or not body:
+        return text
+    for k in range(min(len(line), len(body)), 1, -1):
+        tail = line[-k:]
+        starts_word = k == len(line) or not _is_word_char(line[-k - 1])
+        ends_word = not (body[k : k + 1] and _is_word_char(body[k]) and _is_word_char(tail[-1]))
+        if starts_word and ends_word and tail.strip() == tail and body.startswith(tail):
+            return body[k:]
+    return text
+
+
 def stop_at_scope(text: str, cursor: Cursor) -> str:
     """Keep the rest of the line, or the lines of the current block, and nothing after."""
     lines = text.split("\n")
@@ -188,7 +208,11 @@ def _lexed_kind(source: str, language: str | None) -> Kind:
         return "statement"
     if all(t in Comment and t not in Comment.Preproc for t, _ in tokens):
         return "comment"
-    tokens = [(t, v) for t, v in tokens if t not in Comment or t in Comment.Preproc]
+    tokens = [
+        (t, v)
+        for t, v in tokens
+        if (t not in Comment or t in Comment.Preproc) and v.strip("#").strip()
+    ]
     first_type, first = tokens[0]
     word = first.lstrip("#").split()[0] if first.lstrip("#").split() else first
     if first_type in Keyword or first_type in Comment.Preproc or word in ("def", "fn"):

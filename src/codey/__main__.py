@@ -1,0 +1,5 @@
+"""`python -m codey` runs the CLI."""
+
+from codey.cli.main import app
+
+app()

@@ -1,0 +1,152 @@
+"""The embedded backend with the real model."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from contextlib import aclosing
+
+import pytest
+
+from codey.backends.base import (
+    ChatPrompt,
+    InfillPrompt,
+    Message,
+    SamplingParams,
+    TextPrompt,
+)
+from codey.backends.llamacpp import LlamaCppBackend
+from codey.errors import ContextOverflow
+
+pytestmark = pytest.mark.model
+
+GREEDY = SamplingParams(max_tokens=16, temperature=0)
+HELLO = ChatPrompt([Message("user", "Write a Python one-liner that prints hello.")])
+
+
+async def test_the_qwen_family_and_chat_template_are_read_from_the_gguf(
+    backend: LlamaCppBackend,
+) -> None:
+    assert backend.family == "qwen"
+    assert backend.context_length == 4096
+    assert backend.header is not None and backend.header.architecture == "qwen2"
+
+
+async def test_token_counts_are_the_tokenizers(backend: LlamaCppBackend) -> None:
+    text = "def add(a, b):\n    return a + b\n"
+    count = await backend.count_tokens(TextPrompt(text))
+    assert count == len(backend.engine.tokenize(text, special=False))
+    generation = await backend.generate(TextPrompt(text), GREEDY)
+    assert generation.prompt_tokens == count
+    assert generation.completion_tokens == len(generation.choices[0].tokens) <= 16
+
+
+async def test_chat_follows_the_template_and_stops_at_the_end_of_turn(
+    backend: LlamaCppBackend,
+) -> None:
+    generation = await backend.generate(HELLO, SamplingParams(max_tokens=64, temperature=0))
+    choice = generation.choices[0]
+    assert "print" in choice.text
+    assert "<|im_end|>" not in choice.text
+    assert choice.finish_reason == "stop"
+
+
+async def test_logprobs_are_the_models(backend: LlamaCppBackend) -> None:
+    params = SamplingParams(max_tokens=8, temperature=0, top_logprobs=5)
+    choice = (await backend.generate(HELLO, params)).choices[0]
+    for token in choice.tokens:
+        assert token.logprob <= 0
+        # greedy picks the most likely token, so it heads its own top list
+        assert token.top[0][1] == pytest.approx(token.logprob, abs=1e-5)
+        assert [lp for _, lp in token.top] == sorted((lp for _, lp in token.top), reverse=True)
+        assert sum(math.exp(lp) for _, lp in token.top) <= 1.0 + 1e-5
+    assert "".join(t.text for t in choice.tokens) == choice.text
+
+
+async def test_the_same_prompt_gives_the_same_tokens_and_confidence(
+    backend: LlamaCppBackend,
+) -> None:
+    first = (await backend.generate(HELLO, GREEDY)).choices[0]
+    # another prompt in between evicts the cached prefix
+    await backend.generate(TextPrompt("import os"), SamplingParams(max_tokens=2, temperature=0))
+    second = (await backend.generate(HELLO, GREEDY)).choices[0]
+    third = (await backend.generate(HELLO, GREEDY)).choices[0]
+    assert first.text == second.text == third.text
+    assert first.confidence == second.confidence == third.confidence
+
+
+async def test_n_at_temperature_zero_gives_distinct_ranked_openings(
+    backend: LlamaCppBackend,
+) -> None:
+    prompt = InfillPrompt("def area(radius):\n    ", "\n")
+    generation = await backend.generate(prompt, SamplingParams(max_tokens=12, temperature=0, n=3))
+    openings = [c.tokens[0] for c in generation.choices]
+    assert len({t.text for t in openings}) == 3
+    assert openings[0].logprob >= openings[1].logprob >= openings[2].logprob
+    assert generation.completion_tokens == sum(len(c.tokens) for c in generation.choices)
+
+
+async def test_stop_strings_cut_the_text(backend: LlamaCppBackend) -> None:
+    params = SamplingParams(max_tokens=32, temperature=0, stop=("(",))
+    choice = (await backend.generate(TextPrompt("# print hello\nprint"), params)).choices[0]
+    assert "(" not in choice.text
+    assert choice.finish_reason == "stop"
+
+
+async def test_streaming_yields_the_same_text_as_generate(backend: LlamaCppBackend) -> None:
+    whole = await backend.generate(HELLO, GREEDY)
+    deltas = [d async for d in backend.stream(HELLO, GREEDY)]
+    assert "".join(d.text for d in deltas) == whole.choices[0].text
+    last = deltas[-1]
+    assert last.finish_reason == whole.choices[0].finish_reason
+    assert last.completion_tokens == whole.completion_tokens
+    assert last.prompt_tokens == whole.prompt_tokens
+
+
+async def test_leaving_a_stream_frees_the_engine_within_a_token(backend: LlamaCppBackend) -> None:
+    long = SamplingParams(max_tokens=400, temperature=0)
+    prompt = ChatPrompt([Message("user", "Write a long essay about sorting algorithms.")])
+    async with aclosing(backend.stream(prompt, long)) as stream:
+        async for _ in stream:
+            break
+    started = time.perf_counter()
+    await backend.generate(TextPrompt("x"), SamplingParams(max_tokens=1, temperature=0))
+    assert time.perf_counter() - started < 5  # not the ~8 s the 400 tokens would take
+
+
+async def test_a_prompt_longer_than_the_window_is_refused_with_both_lengths(
+    backend: LlamaCppBackend,
+) -> None:
+    prompt = TextPrompt("x = 1\n" * 3000)
+    with pytest.raises(ContextOverflow) as caught:
+        await backend.generate(prompt, SamplingParams(max_tokens=100))
+    error = caught.value
+    assert error.context_length == 4096
+    assert error.prompt_tokens > 4096
+    assert str(error.prompt_tokens) in error.message and "4096" in error.message
+
+
+async def test_concurrent_callers_from_tasks_and_threads_get_their_own_answers(
+    backend: LlamaCppBackend,
+) -> None:
+    prompts = [TextPrompt(f"# the number {n} squared is") for n in range(6)]
+    expected = [(await backend.generate(p, GREEDY)).choices[0].text for p in prompts]
+
+    results: dict[int, str] = {}
+
+    def in_thread(n: int) -> None:
+        generation = asyncio.run(backend.generate(prompts[n], GREEDY))
+        results[n] = generation.choices[0].text
+
+    threads = [threading.Thread(target=in_thread, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    from_tasks = await asyncio.gather(*(backend.generate(p, GREEDY) for p in prompts[3:]))
+    for t in threads:
+        t.join()
+    for n, generation in enumerate(from_tasks, start=3):
+        results[n] = generation.choices[0].text
+    assert [results[n] for n in range(6)] == expected
+    assert backend.queue_depth == 0

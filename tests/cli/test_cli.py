@@ -1,0 +1,142 @@
+"""The `codey` command as a user runs it: a new process each time, the real model."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from codey.provision.assemble import embedded_path
+
+
+def codey(
+    *args: str, env: dict[str, str], check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    run = subprocess.run(
+        [sys.executable, "-m", "codey", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    if check and run.returncode != 0:
+        pytest.fail(f"codey {' '.join(args)} exited {run.returncode}:\n{run.stderr}")
+    return run
+
+
+@pytest.fixture
+def env(model_settings_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    return {**model_settings_env, "CODEY_STORE__SQLITE_PATH": str(tmp_path / "codey.db")}
+
+
+@pytest.mark.model
+def test_generate_returns_a_function_definition(env: dict[str, str]) -> None:
+    run = codey(
+        "generate",
+        "a function that tells whether a number is prime",
+        "--language",
+        "python",
+        "--json",
+        env=env,
+    )
+    result = json.loads(run.stdout)
+    tree = ast.parse(result["code"])
+    assert isinstance(tree.body[0], ast.FunctionDef | ast.Import | ast.ImportFrom)
+    assert any(isinstance(node, ast.FunctionDef) for node in tree.body)
+    assert result["syntax"]["valid"] is True
+    assert result["tokens_used"] == result["prompt_tokens"] + result["completion_tokens"]
+
+
+@pytest.mark.model
+def test_chat_remembers_across_processes(env: dict[str, str]) -> None:
+    first = json.loads(codey("chat", "-m", "My name is Ada.", "--json", env=env).stdout)
+    conversation = first["conversation_id"]
+    second = codey("chat", "--conversation", conversation, "-m", "What is my name?", env=env)
+    assert "Ada" in second.stdout
+    assert conversation in second.stdout
+
+
+@pytest.mark.model
+def test_complete_at_a_cursor_in_a_file(env: dict[str, str], tmp_path: Path) -> None:
+    source = tmp_path / "stats.py"
+    source.write_text(
+        "def average(values):\n"
+        "    total = 0\n"
+        "    for v in values:\n"
+        "        total += v\n"
+        "    \n"
+        "    return result\n"
+    )
+    run = codey("complete", str(source), "--line", "5", "--column", "5", "--json", env=env)
+    suggestions = json.loads(run.stdout)["suggestions"]
+    assert suggestions
+    for suggestion in suggestions:
+        lines = [line.strip() for line in suggestion["completion"].split("\n")]
+        assert "return result" not in lines
+
+
+@pytest.mark.model
+def test_complete_with_prefix_and_suffix_prints_a_table(env: dict[str, str]) -> None:
+    run = codey("complete", "--prefix", "import numpy as ", "--suffix", "\n", env=env)
+    assert "Suggestions" in run.stdout
+    assert "np" in run.stdout
+
+
+def test_a_cursor_outside_the_file_is_a_clear_error(env: dict[str, str], tmp_path: Path) -> None:
+    source = tmp_path / "a.py"
+    source.write_text("x = 1\n")
+    run = codey("complete", str(source), "--line", "1", "--column", "9", env=env, check=False)
+    assert run.returncode == 1
+    assert "column 9 is past its end" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_model_info_reads_the_gguf_header(env: dict[str, str]) -> None:
+    info = json.loads(codey("model", "info", "--json", env=env).stdout)
+    assert info["architecture"] == "qwen2"
+    assert info["context_length"] == 32768
+    assert info["quantisation"] == "Q4_K_M"
+    assert info["size_bytes"] == 491_400_064
+    assert info["sha256"] == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    human = codey("model", "info", env=env).stdout
+    assert "Q4_K_M" in human and "qwen2" in human
+
+
+def test_a_model_with_one_byte_changed_is_refused(env: dict[str, str], tmp_path: Path) -> None:
+    from codey.config import load_settings
+
+    cache = tmp_path / "models"
+    cache.mkdir()
+    original = embedded_path(load_settings().model.cache_dir)
+    copy = embedded_path(cache)
+    shutil.copyfile(original, copy)
+    with copy.open("r+b") as f:
+        f.seek(200_000_000)
+        byte = f.read(1)
+        f.seek(200_000_000)
+        f.write(bytes([byte[0] ^ 0x01]))
+    env = {**env, "CODEY_MODEL__CACHE_DIR": str(cache)}
+    for args in (("model", "info"), ("generate", "hello world")):
+        run = codey(*args, env=env, check=False)
+        assert run.returncode == 1
+        assert "corrupt" in run.stderr
+        assert "codey model assemble --force" in run.stderr
+        assert "Traceback" not in run.stderr
+    run = codey("generate", "hello world", "--json", env=env, check=False)
+    assert json.loads(run.stdout)["error"]["type"] == "ModelCorrupt"
+    codey("model", "assemble", "--force", env=env)
+    assert codey("model", "verify", env=env).returncode == 0
+
+
+def test_a_bad_config_file_is_a_clear_error(env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "codey.toml"
+    config.write_text("[chat]\nmax_tokens = 'big'\n")
+    run = codey("--config", str(config), "model", "info", env=env, check=False)
+    assert run.returncode == 1
+    assert "max_tokens" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -1,0 +1,49 @@
+"""Shared fixtures. The real embedded model is loaded once per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from codey.backends.llamacpp import LlamaCppBackend
+from codey.config import Settings, load_settings
+from codey.runtime import Runtime
+
+
+@pytest.fixture(scope="session")
+def model_settings_env() -> dict[str, str]:
+    """Environment for subprocesses: the shared model cache, small context for speed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEY_")}
+    env["CODEY_MODEL__CONTEXT_LENGTH"] = "4096"
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    db = tmp_path_factory.mktemp("store") / "codey.db"
+    return load_settings(
+        model={"context_length": 4096},
+        store={"sqlite_path": db},
+    )
+
+
+@pytest.fixture(scope="session")
+def backend(settings: Settings) -> Iterator[LlamaCppBackend]:
+    backend = LlamaCppBackend.load(settings.model)
+    yield backend
+    backend.scheduler.close()
+
+
+@pytest.fixture(scope="session")
+async def runtime(settings: Settings, backend: LlamaCppBackend) -> AsyncIterator[Runtime]:
+    runtime = Runtime.start(settings, backend=backend)
+    yield runtime
+    runtime.database.close()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "codey.db"

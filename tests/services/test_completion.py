@@ -1,0 +1,75 @@
+"""Completion with the real model."""
+
+from __future__ import annotations
+
+import pytest
+
+from codey.errors import InvalidRequest
+from codey.runtime import Runtime
+from codey.services.completion import CompletionRequest
+
+PREFIX = (
+    "def average(values):\n"
+    '    """The arithmetic mean of values."""\n'
+    "    total = 0\n"
+    "    for v in values:\n"
+    "        total += v\n"
+    "    "
+)
+SUFFIX = "\n    return result\n\n\ndef main():\n    print(average([1, 2, 3]))\n"
+KINDS = {"function", "class", "import", "variable", "return", "control", "call",
+         "expression", "comment", "statement"}  # fmt: skip
+
+
+@pytest.mark.model
+async def test_cursor_on_an_empty_line_in_a_body_gets_suggestions(runtime: Runtime) -> None:
+    result = await runtime.completion.complete(
+        CompletionRequest(PREFIX, SUFFIX, max_completions=3, max_tokens=32)
+    )
+    assert result.suggestions
+    texts = [s.completion for s in result.suggestions]
+    assert len(set(texts)) == len(texts)
+    for suggestion in result.suggestions:
+        assert suggestion.completion.strip()
+        assert "return result" not in [line.strip() for line in suggestion.completion.split("\n")]
+        assert suggestion.kind in KINDS
+        assert 0 < suggestion.confidence <= 1
+    confidences = [s.confidence for s in result.suggestions]
+    assert confidences == sorted(confidences, reverse=True)
+    assert result.prompt_tokens > 0 and result.completion_tokens > 0
+
+
+@pytest.mark.model
+async def test_a_mid_line_cursor_completes_only_that_line(runtime: Runtime) -> None:
+    result = await runtime.completion.complete(
+        CompletionRequest("import numpy as ", "\n\nx = np.zeros(3)\n", max_completions=1)
+    )
+    assert result.suggestions[0].completion == "np"
+    assert result.suggestions[0].kind == "import"
+    assert result.suggestions[0].confidence > 0.9
+
+
+@pytest.mark.model
+async def test_the_same_request_gives_the_same_suggestions(runtime: Runtime) -> None:
+    request = CompletionRequest(PREFIX, SUFFIX, max_completions=2, max_tokens=24)
+    first = await runtime.completion.complete(request)
+    second = await runtime.completion.complete(request)
+    assert first.suggestions == second.suggestions
+
+
+@pytest.mark.model
+async def test_post_processing_can_be_switched_off_for_measurement(runtime: Runtime) -> None:
+    raw = await runtime.completion.complete(
+        CompletionRequest(PREFIX, SUFFIX, max_completions=1, max_tokens=32, postprocess=False)
+    )
+    processed = await runtime.completion.complete(
+        CompletionRequest(PREFIX, SUFFIX, max_completions=1, max_tokens=32)
+    )
+    assert len(raw.suggestions[0].completion) >= len(processed.suggestions[0].completion)
+
+
+async def test_bad_requests_are_refused(runtime: Runtime) -> None:
+    with pytest.raises(InvalidRequest, match="empty"):
+        await runtime.completion.complete(CompletionRequest("", "  "))
+    with pytest.raises(InvalidRequest, match="between 1 and 5"):
+        await runtime.completion.complete(CompletionRequest("x = ", max_completions=6))
