@@ -41,6 +41,9 @@ class ModelSettings(_Section):
     context_length: int = Field(default=8192, ge=512, le=32768, description="Engine n_ctx.")
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     batch_size: int = Field(default=512, ge=32, le=8192)
+    max_queue: int = Field(
+        default=32, ge=1, description="Engine jobs queued or running before new ones are refused."
+    )
     family: str | None = Field(
         default=None, description="Fill-in-the-middle template family; unset reads the GGUF."
     )
@@ -68,6 +71,21 @@ class CompletionSettings(_Section):
     max_tokens: int = Field(default=64, ge=1, le=512)
 
 
+class ServerSettings(_Section):
+    """The HTTP server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Larger request bodies get 413."
+    )
+    retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After sent with 503.")
+    model_aliases: list[str] = Field(
+        default_factory=lambda: ["codey"],
+        description="Extra model names the API accepts for the served model.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable in codey."""
 
@@ -77,6 +95,7 @@ class Settings(BaseSettings):
 
     model: ModelSettings = Field(default_factory=ModelSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     completion: CompletionSettings = Field(default_factory=CompletionSettings)

@@ -72,11 +72,10 @@ class NotFound(CodeyError):
 
 
 class Overloaded(CodeyError):
-    """The engine queue is full; `retry_after` is a suggested wait in seconds."""
+    """The engine queue is full."""
 
-    def __init__(self, message: str, *, retry_after: int = 1) -> None:
-        super().__init__(message, hint=f"Retry in {retry_after} s.")
-        self.retry_after = retry_after
+    def __init__(self, message: str) -> None:
+        super().__init__(message, hint="Retry in a few seconds.")
 
 
 class Cancelled(CodeyError):

@@ -40,11 +40,12 @@ class LlamaCppBackend(Backend):
         model_id: str,
         family: str | None = None,
         header: GGUFHeader | None = None,
+        max_queue: int | None = None,
     ) -> None:
         self.engine = engine
         self.model_id = model_id
         self.header = header
-        self.scheduler = Scheduler()
+        self.scheduler = Scheduler(max_depth=max_queue)
         template = engine.metadata.get("tokenizer.chat_template")
         self._chat = (
             Jinja2ChatFormatter(
@@ -76,7 +77,7 @@ class LlamaCppBackend(Backend):
             batch_size=settings.batch_size,
         )
         model_id = model.path.stem if settings.path else "qwen2.5-coder-0.5b-instruct"
-        return cls(engine, model_id, settings.family, header)
+        return cls(engine, model_id, settings.family, header, settings.max_queue)
 
     @property
     def context_length(self) -> int:

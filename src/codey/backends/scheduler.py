@@ -15,6 +15,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from codey.errors import Overloaded
+
 T = TypeVar("T")
 E = TypeVar("E")
 
@@ -29,9 +31,13 @@ class Job(Generic[T]):
 
 
 class Scheduler:
-    """Runs jobs one at a time on a dedicated thread; `depth` counts queued plus running."""
+    """Runs jobs one at a time on a dedicated thread; `depth` counts queued plus running.
 
-    def __init__(self, name: str = "codey-engine") -> None:
+    Past `max_depth` a new job is refused with Overloaded instead of piling up.
+    """
+
+    def __init__(self, name: str = "codey-engine", max_depth: int | None = None) -> None:
+        self.max_depth = max_depth
         self._jobs: queue.SimpleQueue[Job[object] | None] = queue.SimpleQueue()
         self._depth = 0
         self._lock = threading.Lock()
@@ -46,6 +52,11 @@ class Scheduler:
         """Queue `run`; it gets an Event that is set when the caller gives up on it."""
         job: Job[T] = Job(run)
         with self._lock:
+            if self.max_depth is not None and self._depth >= self.max_depth:
+                raise Overloaded(
+                    f"The engine has {self._depth} requests queued or running, "
+                    f"its limit is {self.max_depth}."
+                )
             self._depth += 1
         self._jobs.put(job)  # type: ignore[arg-type]
         return job

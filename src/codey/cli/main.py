@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from codey.cli import jobs, model
+from codey.cli import jobs, model, serve
 from codey.cli.output import fail
 from codey.config import load_settings
 from codey.errors import CodeyError
@@ -23,6 +23,7 @@ app.add_typer(model.app, name="model")
 app.command("generate")(jobs.generate)
 app.command("chat")(jobs.chat)
 app.command("complete")(jobs.complete)
+app.command("serve")(serve.serve)
 
 
 @app.callback()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from codey.backends.base import Backend, ChatPrompt, Message, SamplingParams
+from codey.backends.base import Backend, ChatPrompt, Delta, Generation, Message, SamplingParams
 from codey.errors import ContextOverflow, InvalidRequest
 from codey.store.conversations import ConversationStore
 
@@ -115,6 +115,25 @@ class ChatService:
             elapsed_ms=(time.perf_counter() - started) * 1000,
             finish_reason=choice.finish_reason,
         )
+
+    async def reply(self, messages: Sequence[Message], params: SamplingParams) -> Generation:
+        """Answer a whole conversation given by the caller, storing nothing."""
+        return await self.backend.generate(self._checked(messages), params)
+
+    def stream_reply(
+        self, messages: Sequence[Message], params: SamplingParams
+    ) -> AsyncIterator[Delta]:
+        """`reply`, token by token."""
+        return self.backend.stream(self._checked(messages), params)
+
+    @staticmethod
+    def _checked(messages: Sequence[Message]) -> ChatPrompt:
+        if not any(m.content.strip() for m in messages if m.role == "user"):
+            raise InvalidRequest(
+                "The conversation has no user message with content.",
+                hint="Add a message with role 'user'.",
+            )
+        return ChatPrompt(list(messages))
 
     async def _fit(
         self, system: Message, history: list[Message], question: Message, max_tokens: int

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from codey.backends.base import Backend, InfillPrompt, SamplingParams, span_confidence
+from codey.backends.base import (
+    Backend,
+    Delta,
+    Generation,
+    InfillPrompt,
+    SamplingParams,
+    TextPrompt,
+    span_confidence,
+)
 from codey.errors import InvalidRequest
 from codey.services.suggestions import (
     Kind,
@@ -57,6 +66,17 @@ class CompletionService:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
+    async def raw(self, prompt: str, suffix: str | None, params: SamplingParams) -> Generation:
+        """The model's own continuation of `prompt`, or its infill before `suffix`: no
+        post-processing, for clients that do their own."""
+        return await self.backend.generate(_raw_prompt(prompt, suffix), params)
+
+    def stream_raw(
+        self, prompt: str, suffix: str | None, params: SamplingParams
+    ) -> AsyncIterator[Delta]:
+        """`raw`, token by token."""
+        return self.backend.stream(_raw_prompt(prompt, suffix), params)
+
     async def complete(self, request: CompletionRequest) -> CompletionResult:
         if not (request.prefix.strip() or request.suffix.strip()):
             raise InvalidRequest(
@@ -101,3 +121,13 @@ class CompletionService:
             completion_tokens=generation.completion_tokens,
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )
+
+
+def _raw_prompt(prompt: str, suffix: str | None) -> TextPrompt | InfillPrompt:
+    if suffix is not None:
+        if not (prompt.strip() or suffix.strip()):
+            raise InvalidRequest("Both prompt and suffix are empty.")
+        return InfillPrompt(prompt, suffix)
+    if not prompt.strip():
+        raise InvalidRequest("The prompt is empty.")
+    return TextPrompt(prompt)

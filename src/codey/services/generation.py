@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from codey.backends.base import (
     Backend,
     ChatPrompt,
+    Delta,
     Message,
     SamplingParams,
     span_confidence,
@@ -50,10 +51,10 @@ class GenerationResult:
 
 
 SYSTEM_PROMPT = (
-    "You are an expert {language} programmer. Write complete, working, idiomatic {language} "
-    "code that does what the user asks: whole functions or classes with their imports, no "
-    "placeholders. Answer with the code in one fenced ```{language} block; keep any "
-    "explanation short and after the code."
+    "You are an expert {language}programmer. Write complete, working, idiomatic code that "
+    "does what the user asks: whole functions or classes with their imports, no placeholders. "
+    "Answer with the code in one fenced ```{tag} block; keep any explanation short and after "
+    "the code."
 )
 
 
@@ -66,7 +67,13 @@ def build_messages(request: GenerationRequest) -> list[Message]:
     if requirements:
         parts.append("Requirements:\n" + "\n".join(f"- {r}" for r in requirements))
     return [
-        Message("system", SYSTEM_PROMPT.format(language=request.language)),
+        Message(
+            "system",
+            SYSTEM_PROMPT.format(
+                language=f"{request.language} " if request.language else "",
+                tag=request.language or "",
+            ),
+        ),
         Message("user", "\n\n".join(parts)),
     ]
 
@@ -76,17 +83,9 @@ class GenerationService:
         self.backend = backend
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        if not request.prompt.strip():
-            raise InvalidRequest("The prompt is empty.", hint="Describe the code to generate.")
         started = time.perf_counter()
-        params = SamplingParams(
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            top_k=request.top_k,
-            seed=request.seed,
-        )
-        generation = await self.backend.generate(ChatPrompt(build_messages(request)), params)
+        prompt, params = _prepare(request)
+        generation = await self.backend.generate(prompt, params)
         choice = generation.choices[0]
         extracted = extract_code(choice.text, request.language)
         syntax = await asyncio.to_thread(check_syntax, extracted.code, request.language)
@@ -102,3 +101,21 @@ class GenerationService:
             finish_reason=choice.finish_reason,
             answer=choice.text,
         )
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """The model's whole answer (prose and fenced code), token by token."""
+        prompt, params = _prepare(request)
+        return self.backend.stream(prompt, params)
+
+
+def _prepare(request: GenerationRequest) -> tuple[ChatPrompt, SamplingParams]:
+    if not request.prompt.strip():
+        raise InvalidRequest("The prompt is empty.", hint="Describe the code to generate.")
+    params = SamplingParams(
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        top_k=request.top_k,
+        seed=request.seed,
+    )
+    return ChatPrompt(build_messages(request)), params

@@ -56,6 +56,10 @@ class Database:
         with self._lock, self._conn:
             yield self._conn
 
+    def ping(self) -> None:
+        with self._lock:
+            self._conn.execute("SELECT 1").fetchone()
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

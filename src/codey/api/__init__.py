@@ -1,0 +1,1 @@
+"""HTTP dialects, thin: parse and validate, call a service, render."""

@@ -1,0 +1,84 @@
+"""The app factory: one FastAPI app with the three dialects over one runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from codey import __version__
+from codey.api import health
+from codey.api.errors import HttpError, dialect_of, from_codey, from_validation, render
+from codey.api.limits import BodyLimit
+from codey.api.models import served_names
+from codey.api.native.router import router as native_router
+from codey.api.openai.router import router as openai_router
+from codey.api.vertex.router import router as vertex_router
+from codey.config import Settings
+from codey.errors import CodeyError
+from codey.gateway.usage import UsageTally
+from codey.runtime import Runtime
+
+log = logging.getLogger("codey.api")
+
+_HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app; it starts `runtime` (or a new one) in its lifespan and closes it after."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        started = runtime or await asyncio.to_thread(Runtime.start, settings)
+        app.state.runtime = started
+        app.state.usage = UsageTally()
+        app.state.model_names = served_names(
+            started.backend.model_id, settings.server.model_aliases
+        )
+        try:
+            yield
+        finally:
+            if runtime is None:
+                await started.close()
+
+    app = FastAPI(
+        title="codey",
+        version=__version__,
+        description="Code generation, code chat and code completion in three dialects: "
+        "native (/api/v1/codey), OpenAI-compatible (/v1) and Vertex AI Codey (/v1/projects).",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    retry_after = settings.server.retry_after_seconds
+
+    @app.exception_handler(CodeyError)
+    async def codey_error(request: Request, exc: CodeyError) -> JSONResponse:
+        return render(from_codey(exc, retry_after), dialect_of(request.url.path))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return render(from_validation(exc), dialect_of(request.url.path))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        kind = _HTTP_KINDS.get(exc.status_code, "http_error")
+        error = HttpError(exc.status_code, kind, str(exc.detail))
+        return render(error, dialect_of(request.url.path))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        error = HttpError(500, "internal_error", "codey failed unexpectedly; see its log.")
+        return render(error, dialect_of(request.url.path))
+
+    app.include_router(health.router)
+    app.include_router(native_router)
+    app.include_router(openai_router)
+    app.include_router(vertex_router)
+    return app

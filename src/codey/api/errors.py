@@ -1,0 +1,104 @@
+"""Every error an HTTP client can see, mapped once to a status and to each dialect's shape.
+
+native   {"success": false, "error": {"type", "message", "hint"}}
+openai   {"error": {"message", "type", "param", "code"}}
+vertex   {"error": {"code", "message", "status"}}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from codey import errors
+
+Dialect = Literal["native", "openai", "vertex"]
+
+
+@dataclass(frozen=True)
+class HttpError:
+    status: int
+    kind: str
+    """A short machine name: invalid_request, not_found, overloaded, ..."""
+    message: str
+    param: str | None = None
+    retry_after: int | None = None
+
+
+_STATUS: list[tuple[type[errors.CodeyError], int, str]] = [
+    (errors.InvalidRequest, 400, "invalid_request"),
+    (errors.NotFound, 404, "not_found"),
+    (errors.Overloaded, 503, "overloaded"),
+    (errors.Cancelled, 499, "cancelled"),
+    (errors.ModelError, 500, "model_unavailable"),
+    (errors.BackendError, 502, "backend_error"),
+]
+
+_GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+    413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
+    502: "UNAVAILABLE", 503: "UNAVAILABLE",
+}  # fmt: skip
+_OPENAI_TYPE = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+    404: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_exceeded",
+    503: "server_overloaded",
+}  # fmt: skip
+
+
+def from_codey(error: errors.CodeyError, retry_after: int) -> HttpError:
+    message = f"{error.message} {error.hint}" if error.hint else error.message
+    for cls, status, kind in _STATUS:
+        if isinstance(error, cls):
+            wait = retry_after if status == 503 else None
+            return HttpError(status, kind, message, retry_after=wait)
+    return HttpError(500, "internal_error", message)
+
+
+def from_validation(exc: RequestValidationError) -> HttpError:
+    """One readable sentence per problem: where it is and what is wrong."""
+    problems, param = [], None
+    for item in exc.errors():
+        location = [str(p) for p in item.get("loc", ()) if p != "body"]
+        if item.get("type") == "json_invalid":
+            detail = item.get("ctx", {}).get("error", "invalid JSON")
+            return HttpError(400, "invalid_json", f"The request body is not valid JSON: {detail}.")
+        where = ".".join(location) or "body"
+        param = param or where
+        problems.append(f"{where}: {item.get('msg', 'invalid')}")
+    return HttpError(400, "invalid_request", "; ".join(problems) + ".", param=param)
+
+
+def dialect_of(path: str) -> Dialect:
+    if path.startswith(("/v1/projects/", "/v1/publishers/")):
+        return "vertex"
+    if path.startswith("/v1/"):
+        return "openai"
+    return "native"
+
+
+def render(error: HttpError, dialect: Dialect) -> JSONResponse:
+    if dialect == "openai":
+        body: dict[str, object] = {
+            "error": {
+                "message": error.message,
+                "type": _OPENAI_TYPE.get(error.status, "server_error"),
+                "param": error.param,
+                "code": error.kind,
+            }
+        }
+    elif dialect == "vertex":
+        body = {
+            "error": {
+                "code": error.status,
+                "message": error.message,
+                "status": _GOOGLE_STATUS.get(error.status, "UNKNOWN"),
+            }
+        }
+    else:
+        body = {"success": False, "error": {"type": error.kind, "message": error.message}}
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    return JSONResponse(body, status_code=error.status, headers=headers)

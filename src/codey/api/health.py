@@ -1,0 +1,32 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """The model is loaded and the store answers."""
+    runtime = getattr(request.app.state, "runtime", None)
+    checks = {"model": runtime is not None, "store": False}
+    if runtime is not None:
+        try:
+            await asyncio.to_thread(runtime.database.ping)
+            checks["store"] = True
+        except Exception:
+            checks["store"] = False
+    ready = all(checks.values())
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503)

@@ -1,0 +1,173 @@
+"""Request and response bodies of the native dialect (the original design's field names)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from codey.backends.base import Message
+from codey.services.chat import ChatRequest, ChatResult
+from codey.services.completion import MAX_COMPLETIONS, CompletionRequest, CompletionResult
+from codey.services.generation import GenerationRequest, GenerationResult
+
+NonBlank = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
+Language = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[\w+#.\- ]+$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenerateBody(_Body):
+    prompt: NonBlank = Field(description="What the code should do.")
+    language: Language = "python"
+    max_tokens: int = Field(default=2048, ge=1, le=32768)
+    temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    top_k: int = Field(default=40, ge=0, le=1000)
+    context: str | None = None
+    requirements: list[str] = Field(default_factory=list, max_length=50)
+
+    def to_request(self) -> GenerationRequest:
+        return GenerationRequest(
+            prompt=self.prompt,
+            language=self.language,
+            context=self.context,
+            requirements=tuple(self.requirements),
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+        )
+
+
+class UsageStats(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class SyntaxCheck(BaseModel):
+    valid: bool | None
+    checker: str | None
+    error: str | None
+
+
+class GenerateResponse(BaseModel):
+    success: bool = True
+    generated_code: str
+    language: str
+    confidence: float
+    syntax: SyntaxCheck
+    execution_time_ms: float
+    tokens_used: int
+    cached: bool = False
+    usage_stats: UsageStats
+
+    @classmethod
+    def of(cls, result: GenerationResult) -> GenerateResponse:
+        return cls(
+            generated_code=result.code,
+            language=result.language,
+            confidence=result.confidence,
+            syntax=SyntaxCheck(**vars(result.syntax)),
+            execution_time_ms=round(result.elapsed_ms, 1),
+            tokens_used=result.tokens_used,
+            usage_stats=UsageStats(
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                total_tokens=result.tokens_used,
+            ),
+        )
+
+
+class HistoryMessage(_Body):
+    role: Literal["user", "assistant"]
+    content: str
+    timestamp: str | float | None = None
+
+
+class ChatBody(_Body):
+    message: NonBlank
+    conversation_history: list[HistoryMessage] = Field(default_factory=list, max_length=1000)
+    language: Language | None = None
+    context: str | None = None
+    conversation_id: str | None = Field(default=None, max_length=64)
+    max_tokens: int = Field(default=1024, ge=1, le=32768)
+    temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+
+    def to_request(self) -> ChatRequest:
+        return ChatRequest(
+            message=self.message,
+            conversation_id=self.conversation_id,
+            history=[Message(m.role, m.content) for m in self.conversation_history],
+            language=self.language,
+            context=self.context,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+        )
+
+
+class ChatResponse(BaseModel):
+    success: bool = True
+    response: str
+    conversation_id: str
+    confidence: float
+    execution_time_ms: float
+    tokens_used: int
+    history_messages: int
+
+    @classmethod
+    def of(cls, result: ChatResult) -> ChatResponse:
+        return cls(
+            response=result.response,
+            conversation_id=result.conversation_id,
+            confidence=result.confidence,
+            execution_time_ms=round(result.elapsed_ms, 1),
+            tokens_used=result.tokens_used,
+            history_messages=result.history_messages,
+        )
+
+
+class CompleteBody(_Body):
+    prefix: str
+    suffix: str = ""
+    language: Language = "python"
+    max_completions: int = Field(default=3, ge=1, le=MAX_COMPLETIONS)
+    max_tokens: int = Field(default=64, ge=1, le=512)
+    context: str | None = None
+
+    def to_request(self) -> CompletionRequest:
+        return CompletionRequest(
+            prefix=self.prefix,
+            suffix=self.suffix,
+            language=self.language,
+            max_completions=self.max_completions,
+            max_tokens=self.max_tokens,
+            context=self.context,
+        )
+
+
+class SuggestionOut(BaseModel):
+    completion: str
+    confidence: float
+    type: str
+
+
+class CompleteResponse(BaseModel):
+    success: bool = True
+    suggestions: list[SuggestionOut]
+    execution_time_ms: float
+    tokens_used: int
+
+    @classmethod
+    def of(cls, result: CompletionResult) -> CompleteResponse:
+        return cls(
+            suggestions=[
+                SuggestionOut(completion=s.completion, confidence=s.confidence, type=s.kind)
+                for s in result.suggestions
+            ],
+            execution_time_ms=round(result.elapsed_ms, 1),
+            tokens_used=result.tokens_used,
+        )

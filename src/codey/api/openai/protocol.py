@@ -1,0 +1,218 @@
+"""OpenAI's chat completions and completions bodies, as much as codey serves of them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from codey.backends.base import Choice, FinishReason, Generation, Message, SamplingParams
+
+MAX_N = 8
+
+
+class _Body(BaseModel):
+    # Clients send fields codey has no use for (user, presence_penalty, ...); ignore them.
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessageIn(_Body):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+
+    def to_message(self) -> Message:
+        text = self.content if isinstance(self.content, str) else ""
+        if isinstance(self.content, list):
+            text = "".join(part.text for part in self.content)
+        role = "system" if self.role == "developer" else self.role
+        return Message(role, text)
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+Stop = str | Annotated[list[str], Field(max_length=4)] | None
+
+
+class _Sampling(_Body):
+    model: str = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1, le=MAX_N)
+    stop: Stop = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def _params(self, max_tokens: int, top_logprobs: int) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=1.0 if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            top_k=0,
+            stop=self.stops,
+            seed=self.seed,
+            n=self.n,
+            top_logprobs=top_logprobs,
+        )
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    def to_messages(self) -> list[Message]:
+        return [m.to_message() for m in self.messages]
+
+    def to_sampling_params(self, default_max_tokens: int) -> SamplingParams:
+        limit = self.max_completion_tokens or self.max_tokens or default_max_tokens
+        top = (self.top_logprobs or 0) if self.logprobs else 0
+        return self._params(limit, top)
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)]
+    suffix: str | None = None
+    max_tokens: int = Field(default=16, ge=1)
+    logprobs: int | None = Field(default=None, ge=0, le=5)
+    echo: bool = False
+
+    @property
+    def prompt_text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    def to_sampling_params(self) -> SamplingParams:
+        return self._params(self.max_tokens, self.logprobs or 0)
+
+
+# Responses -------------------------------------------------------------------------------
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, generation: Generation) -> Usage:
+        return cls(
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens,
+            total_tokens=generation.total_tokens,
+        )
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprobOut(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprobOut]
+
+
+class ChatMessageOut(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: ChatMessageOut
+    logprobs: ChoiceLogprobs | None
+    finish_reason: FinishReason
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: CompletionLogprobs | None
+    finish_reason: FinishReason
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def chat_logprobs(choice: Choice) -> ChoiceLogprobs:
+    return ChoiceLogprobs(
+        content=[
+            TokenLogprobOut(
+                token=t.text,
+                logprob=t.logprob,
+                bytes=list(t.text.encode()),
+                top_logprobs=[
+                    TopLogprob(token=s, logprob=lp, bytes=list(s.encode())) for s, lp in t.top
+                ],
+            )
+            for t in choice.tokens
+        ]
+    )
+
+
+def completion_logprobs(choice: Choice, start: int = 0) -> CompletionLogprobs:
+    offsets, offset = [], start
+    for t in choice.tokens:
+        offsets.append(offset)
+        offset += len(t.text)
+    return CompletionLogprobs(
+        tokens=[t.text for t in choice.tokens],
+        token_logprobs=[t.logprob for t in choice.tokens],
+        top_logprobs=[dict(t.top) for t in choice.tokens],
+        text_offset=offsets,
+    )

@@ -1,0 +1,43 @@
+"""`codey serve`: the HTTP API, with the model loaded and verified before it listens."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from codey.api.app import create_app
+from codey.cli.output import byte_progress, console, fail
+from codey.config import Settings
+from codey.errors import CodeyError
+from codey.runtime import Runtime
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port (default 8000).")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the native, OpenAI-compatible and Vertex AI Codey APIs over HTTP."""
+    settings: Settings = ctx.obj
+    host = host or settings.server.host
+    port = settings.server.port if port is None else port
+    try:
+        with byte_progress() as progress:
+            runtime = Runtime.start(settings, progress)
+    except CodeyError as exc:
+        raise fail(exc) from exc
+    console.print(
+        f"[green]codey[/] serving {runtime.backend.model_id} on http://{host}:{port} "
+        f"(docs at /docs)",
+        highlight=False,
+    )
+    app = create_app(settings, runtime)
+    try:
+        # Shutdown waits for in-flight requests before the runtime closes.
+        uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=60)
+    finally:
+        runtime.database.close()
+        runtime.backend.scheduler.close()  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""Policies every request passes on its way to a backend."""
