@@ -1,0 +1,106 @@
+"""The native dialect through a real server, with httpx as the client."""
+
+from __future__ import annotations
+
+import ast
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.model
+
+
+def test_generate(client: httpx.Client) -> None:
+    response = client.post(
+        "/api/v1/codey/generate",
+        json={
+            "prompt": "a function that reverses a string",
+            "max_tokens": 96,
+            "temperature": 0,
+        },  # fmt: skip
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["success"] is True
+    tree = ast.parse(body["generated_code"])
+    assert any(isinstance(node, ast.FunctionDef) for node in tree.body)
+    assert body["language"] == "python"
+    assert 0 < body["confidence"] <= 1
+    assert body["cached"] is False
+    stats = body["usage_stats"]
+    assert body["tokens_used"] == stats["prompt_tokens"] + stats["completion_tokens"]
+    assert body["execution_time_ms"] > 0
+
+
+def test_chat_keeps_the_conversation(client: httpx.Client) -> None:
+    first = client.post(
+        "/api/v1/codey/chat",
+        json={"message": "My name is Ada.", "max_tokens": 24, "temperature": 0},
+    ).json()
+    second = client.post(
+        "/api/v1/codey/chat",
+        json={
+            "message": "What is my name?",
+            "conversation_id": first["conversation_id"],
+            "max_tokens": 24,
+            "temperature": 0,
+        },  # fmt: skip
+    )
+    assert second.status_code == 200, second.text
+    assert "Ada" in second.json()["response"]
+    assert second.json()["conversation_id"] == first["conversation_id"]
+
+
+def test_chat_with_history_from_the_client(client: httpx.Client) -> None:
+    response = client.post(
+        "/api/v1/codey/chat",
+        json={
+            "message": "What is my name?",
+            "conversation_history": [
+                {"role": "user", "content": "My name is Grace.", "timestamp": "2026-11-25T10:00"},
+                {"role": "assistant", "content": "Hello Grace!"},
+            ],
+            "max_tokens": 24,
+            "temperature": 0,
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert "Grace" in response.json()["response"]
+
+
+def test_complete(client: httpx.Client) -> None:
+    response = client.post(
+        "/api/v1/codey/complete",
+        json={
+            "prefix": "def area(r):\n    ",
+            "suffix": "\n",
+            "max_completions": 2,
+            "max_tokens": 24,
+        },  # fmt: skip
+    )
+    assert response.status_code == 200, response.text
+    suggestions = response.json()["suggestions"]
+    assert suggestions
+    assert {"completion", "confidence", "type"} <= suggestions[0].keys()
+    assert response.json()["tokens_used"] > 0
+
+
+def test_usage_counts_requests_since_start(client: httpx.Client) -> None:
+    before = client.get("/api/v1/codey/usage").json()["services"]["completion"]["requests"]
+    client.post("/api/v1/codey/complete", json={"prefix": "x = ", "max_completions": 1,
+                                                "max_tokens": 4})  # fmt: skip
+    after = client.get("/api/v1/codey/usage").json()["services"]["completion"]
+    assert after["requests"] == before + 1
+    assert after["prompt_tokens"] > 0
+
+
+def test_health_and_openapi(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+    spec = client.get("/openapi.json").json()
+    for path in ("/api/v1/codey/generate", "/api/v1/codey/chat", "/api/v1/codey/complete",
+                 "/v1/chat/completions", "/v1/completions", "/v1/models"):  # fmt: skip
+        assert path in spec["paths"]
+    assert any(p.endswith(":predict") for p in spec["paths"])
+    assert "GenerateBody" in spec["components"]["schemas"]
+    assert client.get("/docs").status_code == 200

@@ -1,0 +1,120 @@
+"""The OpenAI dialect through a real server, with the official openai SDK as the client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from tests.api.conftest import Server
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture
+def sdk(server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
+        yield client
+
+
+def test_models(sdk: openai.OpenAI) -> None:
+    ids = [m.id for m in sdk.models.list()]
+    assert "qwen2.5-coder-0.5b-instruct" in ids and "codey" in ids
+
+
+def test_chat(sdk: openai.OpenAI) -> None:
+    response = sdk.chat.completions.create(
+        model="codey",
+        messages=[
+            {"role": "system", "content": "You answer with one word."},
+            {"role": "user", "content": "Which Python keyword defines a function?"},
+        ],
+        max_tokens=8,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=2,
+    )
+    choice = response.choices[0]
+    assert "def" in (choice.message.content or "")
+    assert choice.finish_reason in ("stop", "length")
+    assert response.usage is not None and response.usage.completion_tokens <= 8
+    assert response.usage.total_tokens == (
+        response.usage.prompt_tokens + response.usage.completion_tokens
+    )
+    assert choice.logprobs is not None and choice.logprobs.content
+    first = choice.logprobs.content[0]
+    assert first.logprob <= 0 and len(first.top_logprobs) == 2
+
+
+def test_chat_n_and_stop(sdk: openai.OpenAI) -> None:
+    response = sdk.chat.completions.create(
+        model="codey",
+        messages=[{"role": "user", "content": "Count from 1 to 10 separated by commas."}],
+        max_tokens=40,
+        temperature=0,
+        n=2,
+        stop=["5"],
+    )
+    assert len(response.choices) == 2
+    assert all("5" not in (c.message.content or "") for c in response.choices)
+    assert response.choices[0].message.content != response.choices[1].message.content
+
+
+def test_chat_streaming_with_usage(sdk: openai.OpenAI) -> None:
+    stream = sdk.chat.completions.create(
+        model="codey",
+        messages=[{"role": "user", "content": "Write a Python hello world."}],
+        max_tokens=24,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] in ("stop", "length") and all(f is None for f in finishes[:-1])
+    usage = chunks[-1].usage
+    assert usage is not None and 0 < usage.completion_tokens <= 24
+    whole = sdk.chat.completions.create(
+        model="codey",
+        messages=[{"role": "user", "content": "Write a Python hello world."}],
+        max_tokens=24,
+        temperature=0,
+    )
+    assert whole.choices[0].message.content == text
+
+
+def test_completions_with_suffix_fill_the_middle(sdk: openai.OpenAI) -> None:
+    response = sdk.completions.create(
+        model="codey",
+        prompt="def add(a, b):\n    return ",
+        suffix="\n\n\nprint(add(2, 3))\n",
+        max_tokens=8,
+        temperature=0,
+        logprobs=1,
+    )
+    choice = response.choices[0]
+    assert "a + b" in choice.text or "a+b" in choice.text
+    assert choice.logprobs is not None and choice.logprobs.tokens
+    assert response.usage is not None and response.usage.prompt_tokens > 5
+
+
+def test_completions_streaming(sdk: openai.OpenAI) -> None:
+    stream = sdk.completions.create(
+        model="codey", prompt="# Python\nimport", max_tokens=6, temperature=0, stream=True
+    )
+    text = "".join(chunk.choices[0].text for chunk in stream if chunk.choices)
+    assert text.strip()
+
+
+def test_errors_are_openai_error_objects(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "x"}])
+    assert "gpt-9" in str(caught.value)
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk.chat.completions.create(
+            model="codey", messages=[{"role": "user", "content": "x"}], temperature=3
+        )
+    assert bad.value.body["param"] == "temperature"  # type: ignore[index]
