@@ -99,20 +99,29 @@ async def main() -> None:
             codey_runs.append(await ours(runtime, prompt, args.max_tokens))
         bare_tps = statistics.median(n / s for n, s in bare_runs)
         codey_tps = statistics.median(n / s for n, s in codey_runs)
-        rows.append({
-            "service": service, "prompt": prompt[:40].replace("\n", " "),
-            "bare_tokens": bare_runs[0][0], "codey_tokens": codey_runs[0][0],
-            "bare_tokens_per_s": round(bare_tps, 1), "codey_tokens_per_s": round(codey_tps, 1),
-            "ratio": round(codey_tps / bare_tps, 3),
-        })  # fmt: skip
+        rows.append(
+            {
+                "service": service,
+                "prompt": prompt[:40].replace("\n", " "),
+                "bare_tokens": bare_runs[0][0],
+                "codey_tokens": codey_runs[0][0],
+                "bare_tokens_per_s": round(bare_tps, 1),
+                "codey_tokens_per_s": round(codey_tps, 1),
+                "ratio": round(codey_tps / bare_tps, 3),
+            }
+        )
     await runtime.close()
 
     table = Table("service", "prompt", "tokens bare/codey", "bare tok/s", "codey tok/s", "ratio")
     for r in rows:
         table.add_row(
-            r["service"], r["prompt"], f"{r['bare_tokens']}/{r['codey_tokens']}",
-            str(r["bare_tokens_per_s"]), str(r["codey_tokens_per_s"]), f"{r['ratio']:.3f}",
-        )  # fmt: skip
+            r["service"],
+            r["prompt"],
+            f"{r['bare_tokens']}/{r['codey_tokens']}",
+            str(r["bare_tokens_per_s"]),
+            str(r["codey_tokens_per_s"]),
+            f"{r['ratio']:.3f}",
+        )
     overall = statistics.median(r["ratio"] for r in rows)
     console = Console(width=120)
     console.print(table)

@@ -17,7 +17,7 @@ def test_generate(client: httpx.Client) -> None:
             "prompt": "a function that reverses a string",
             "max_tokens": 96,
             "temperature": 0,
-        },  # fmt: skip
+        },
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -44,7 +44,7 @@ def test_chat_keeps_the_conversation(client: httpx.Client) -> None:
             "conversation_id": first["conversation_id"],
             "max_tokens": 24,
             "temperature": 0,
-        },  # fmt: skip
+        },
     )
     assert second.status_code == 200, second.text
     assert "Ada" in second.json()["response"]
@@ -76,7 +76,7 @@ def test_complete(client: httpx.Client) -> None:
             "suffix": "\n",
             "max_completions": 2,
             "max_tokens": 24,
-        },  # fmt: skip
+        },
     )
     assert response.status_code == 200, response.text
     suggestions = response.json()["suggestions"]
@@ -87,8 +87,9 @@ def test_complete(client: httpx.Client) -> None:
 
 def test_usage_counts_requests_since_start(client: httpx.Client) -> None:
     before = client.get("/api/v1/codey/usage").json()["services"]["completion"]["requests"]
-    client.post("/api/v1/codey/complete", json={"prefix": "x = ", "max_completions": 1,
-                                                "max_tokens": 4})  # fmt: skip
+    client.post(
+        "/api/v1/codey/complete", json={"prefix": "x = ", "max_completions": 1, "max_tokens": 4}
+    )
     after = client.get("/api/v1/codey/usage").json()["services"]["completion"]
     assert after["requests"] == before + 1
     assert after["prompt_tokens"] > 0
@@ -98,8 +99,14 @@ def test_health_and_openapi(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json()["status"] == "ready"
     spec = client.get("/openapi.json").json()
-    for path in ("/api/v1/codey/generate", "/api/v1/codey/chat", "/api/v1/codey/complete",
-                 "/v1/chat/completions", "/v1/completions", "/v1/models"):  # fmt: skip
+    for path in (
+        "/api/v1/codey/generate",
+        "/api/v1/codey/chat",
+        "/api/v1/codey/complete",
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/models",
+    ):
         assert path in spec["paths"]
     assert any(p.endswith(":predict") for p in spec["paths"])
     assert "GenerateBody" in spec["components"]["schemas"]

@@ -17,8 +17,18 @@ PREFIX = (
     "    "
 )
 SUFFIX = "\n    return result\n\n\ndef main():\n    print(average([1, 2, 3]))\n"
-KINDS = {"function", "class", "import", "variable", "return", "control", "call",
-         "expression", "comment", "statement"}  # fmt: skip
+KINDS = {
+    "function",
+    "class",
+    "import",
+    "variable",
+    "return",
+    "control",
+    "call",
+    "expression",
+    "comment",
+    "statement",
+}
 
 
 @pytest.mark.model

@@ -135,11 +135,19 @@ def _chat_chunker(body: ChatCompletionRequest) -> Chunker:
         if body.logprobs and delta.token is not None:
             logprobs = chat_logprobs(Choice(delta.text, [delta.token])).model_dump()
         return {
-            "id": chunk_id, "object": "chat.completion.chunk", "created": created,
+            "id": chunk_id,
+            "object": "chat.completion.chunk",
+            "created": created,
             "model": body.model,
-            "choices": [{"index": 0, "delta": content, "logprobs": logprobs,
-                         "finish_reason": delta.finish_reason}],
-        }  # fmt: skip
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": content,
+                    "logprobs": logprobs,
+                    "finish_reason": delta.finish_reason,
+                }
+            ],
+        }
 
     return chunk
 
@@ -150,10 +158,14 @@ def _completion_chunker(body: CompletionRequest) -> Chunker:
     def chunk(delta: Delta, first: bool) -> dict[str, object]:
         text = (body.prompt_text if body.echo and first else "") + delta.text
         return {
-            "id": chunk_id, "object": "text_completion", "created": created, "model": body.model,
-            "choices": [{"index": 0, "text": text, "logprobs": None,
-                         "finish_reason": delta.finish_reason}],
-        }  # fmt: skip
+            "id": chunk_id,
+            "object": "text_completion",
+            "created": created,
+            "model": body.model,
+            "choices": [
+                {"index": 0, "text": text, "logprobs": None, "finish_reason": delta.finish_reason}
+            ],
+        }
 
     return chunk
 
@@ -182,15 +194,22 @@ async def _sse(
                 delta, is_first = await anext(rest), False
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
-        tally.record(service, ok=True, prompt_tokens=delta.prompt_tokens,
-                     completion_tokens=delta.completion_tokens)  # fmt: skip
+        tally.record(
+            service,
+            ok=True,
+            prompt_tokens=delta.prompt_tokens,
+            completion_tokens=delta.completion_tokens,
+        )
         if include_usage:
-            usage = {"prompt_tokens": delta.prompt_tokens,
-                     "completion_tokens": delta.completion_tokens,
-                     "total_tokens": delta.prompt_tokens + delta.completion_tokens}  # fmt: skip
+            usage = {
+                "prompt_tokens": delta.prompt_tokens,
+                "completion_tokens": delta.completion_tokens,
+                "total_tokens": delta.prompt_tokens + delta.completion_tokens,
+            }
             last = chunk(Delta(""), False) | {"choices": [], "usage": usage}
             yield f"data: {json.dumps(last)}\n\n"
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})  # fmt: skip
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )

@@ -90,8 +90,10 @@ class ChatInstance(_Body):
     def to_messages(self, system: str) -> list[Message]:
         turns = [Message("system", system)]
         for example in self.examples:
-            turns += [Message("user", example.input.content),
-                      Message("assistant", example.output.content)]  # fmt: skip
+            turns += [
+                Message("user", example.input.content),
+                Message("assistant", example.output.content),
+            ]
         for message in self.messages:
             role = "user" if message.author == "user" else "assistant"
             turns.append(Message(role, message.content))

@@ -229,8 +229,9 @@ async def server_streaming_predict(
         first, rest = await first_and_rest(stream)
         return _json_array_stream(request, "generation", family, _chain(first, rest))
     chat = _parse(ChatInstance, instance)
-    params = SamplingParams(max_tokens=max_tokens, temperature=temperature,
-                            stop=tuple(p.stop_sequences))  # fmt: skip
+    params = SamplingParams(
+        max_tokens=max_tokens, temperature=temperature, stop=tuple(p.stop_sequences)
+    )
     messages = chat.to_messages(system_prompt(None, chat.context))
     first, rest = await first_and_rest(runtime.chat.stream_reply(messages, params))
     return _json_array_stream(request, "chat", family, _chain(first, rest))
@@ -262,7 +263,11 @@ def _json_array_stream(
             yield separator + json.dumps({"outputs": [to_tensor(output)]})
             separator = ","
         yield "]"
-        tally.record(service, ok=True, prompt_tokens=last.prompt_tokens,
-                     completion_tokens=last.completion_tokens)  # fmt: skip
+        tally.record(
+            service,
+            ok=True,
+            prompt_tokens=last.prompt_tokens,
+            completion_tokens=last.completion_tokens,
+        )
 
     return StreamingResponse(body(), media_type="application/json")
