@@ -1,0 +1,124 @@
+"""Every class of bad input, in every dialect: a precise status and message, never a 500."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+NATIVE = "/api/v1/codey"
+VERTEX = "/v1/projects/p/locations/l/publishers/google/models"
+TOO_LONG = "x = 1\n" * 5000  # about 25,000 tokens against a 4,096-token window
+
+# (path, body, status, words the message must contain)
+CASES: list[tuple[str, object, int, list[str]]] = [
+    # empty prompt or message
+    (f"{NATIVE}/generate", {"prompt": "  "}, 400, ["prompt"]),
+    (f"{NATIVE}/chat", {"message": ""}, 400, ["message"]),
+    (f"{NATIVE}/complete", {"prefix": "", "suffix": " "}, 400, ["empty"]),
+    ("/v1/chat/completions", {"model": "codey", "messages": []}, 400, ["messages"]),
+    ("/v1/chat/completions", {"model": "codey", "messages": [{"role": "user", "content": " "}]},
+     400, ["user message"]),
+    ("/v1/completions", {"model": "codey", "prompt": ""}, 400, ["empty"]),
+    (f"{VERTEX}/code-bison:predict", {"instances": [{"prefix": ""}]}, 400, ["empty"]),
+    (f"{VERTEX}/codechat-bison:predict", {"instances": [{"messages": []}]}, 400, ["messages"]),
+    # unknown model
+    ("/v1/chat/completions", {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+     404, ["gpt-4o"]),
+    ("/v1/completions", {"model": "nope", "prompt": "x"}, 404, ["nope"]),
+    (f"{VERTEX}/gemini-pro:predict", {"instances": [{"prefix": "x"}]}, 404, ["gemini-pro"]),
+    # parameters out of range
+    (f"{NATIVE}/generate", {"prompt": "x", "temperature": 5}, 400, ["temperature"]),
+    (f"{NATIVE}/generate", {"prompt": "x", "max_tokens": 0}, 400, ["max_tokens"]),
+    (f"{NATIVE}/complete", {"prefix": "x", "max_completions": 6}, 400, ["max_completions"]),
+    (f"{NATIVE}/generate", {"prompt": "x", "colour": "red"}, 400, ["colour"]),
+    ("/v1/chat/completions", {"model": "codey", "messages": [{"role": "user", "content": "x"}],
+                              "top_p": 1.5}, 400, ["top_p"]),
+    ("/v1/completions", {"model": "codey", "prompt": "x", "n": 99}, 400, ["n"]),
+    (f"{VERTEX}/code-gecko:predict",
+     {"instances": [{"prefix": "x"}], "parameters": {"maxOutputTokens": 500}}, 400, ["64"]),
+    (f"{VERTEX}/code-bison:predict",
+     {"instances": [{"prefix": "x"}], "parameters": {"candidateCount": 9}}, 400,
+     ["candidateCount"]),
+    # the prompt does not fit the context window: both lengths are given
+    (f"{NATIVE}/generate", {"prompt": TOO_LONG, "max_tokens": 10}, 400, ["4096", "tokens"]),
+    ("/v1/completions", {"model": "codey", "prompt": TOO_LONG, "max_tokens": 10}, 400,
+     ["25000", "4096"]),
+    (f"{VERTEX}/code-gecko:predict", {"instances": [{"prefix": TOO_LONG}]}, 400, ["4096"]),
+]  # fmt: skip
+
+
+def _message(body: dict[str, object]) -> str:
+    error = body["error"]
+    assert isinstance(error, dict)
+    return str(error["message"])
+
+
+@pytest.mark.parametrize(("path", "body", "status", "words"), CASES)
+def test_bad_input(
+    client: httpx.Client, path: str, body: object, status: int, words: list[str]
+) -> None:
+    response = client.post(path, json=body)
+    assert response.status_code == status, response.text
+    message = _message(response.json())
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [
+        (f"{NATIVE}/generate", "native"),
+        ("/v1/chat/completions", "openai"),
+        (f"{VERTEX}/code-bison:predict", "vertex"),
+    ],
+)
+def test_malformed_json_and_wrong_types(client: httpx.Client, path: str, shape: str) -> None:
+    broken = client.post(
+        path, content=b'{"prompt": "x",', headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 400
+    assert "not valid JSON" in _message(broken.json())
+    wrong = client.post(path, json=["not", "an", "object"])
+    assert wrong.status_code == 400
+    error = wrong.json()["error"]
+    if shape == "vertex":
+        assert error["status"] == "INVALID_ARGUMENT" and error["code"] == 400
+    elif shape == "openai":
+        assert error["type"] == "invalid_request_error"
+    else:
+        assert wrong.json()["success"] is False
+
+
+@pytest.mark.parametrize(
+    "path", [f"{NATIVE}/generate", "/v1/completions", f"{VERTEX}/code-gecko:predict"]
+)
+def test_a_body_over_the_limit_is_413(client: httpx.Client, path: str) -> None:
+    response = client.post(path, json={"prompt": "x" * 2_000_000})
+    assert response.status_code == 413
+    assert "1,048,576 bytes" in _message(response.json())
+
+
+def test_a_chunked_body_over_the_limit_is_413(client: httpx.Client) -> None:
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"prompt": "'
+        for _ in range(40):
+            yield b"x" * 50_000
+        yield b'"}'
+
+    response = client.post(
+        f"{NATIVE}/generate", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+def test_unknown_routes_and_methods_use_the_dialect_shape(client: httpx.Client) -> None:
+    assert client.get("/v1/nothing").json()["error"]["type"] == "invalid_request_error"
+    assert client.get(f"{NATIVE}/generate").status_code == 405
+    missing = client.post("/v1/projects/p/locations/l/publishers/google/models/x:explain")
+    assert missing.json()["error"]["status"] == "NOT_FOUND"
+
+
+def test_an_unknown_conversation_is_404(client: httpx.Client) -> None:
+    response = client.post(f"{NATIVE}/chat", json={"message": "hi", "conversation_id": "nope"})
+    assert response.status_code == 404
+    assert "nope" in _message(response.json())
