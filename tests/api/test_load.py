@@ -23,18 +23,47 @@ def mixed_requests() -> list[tuple[str, dict[str, object], str]]:
     """16 deterministic requests over the three services; the last item says what to read."""
     requests: list[tuple[str, dict[str, object], str]] = []
     for n in range(6):
-        requests.append((f"{NATIVE}/generate", {"prompt": f"a function that returns {n} * {n}",
-                                                "max_tokens": 24, "temperature": 0},
-                         "generated_code"))  # fmt: skip
+        requests.append(
+            (
+                f"{NATIVE}/generate",
+                {
+                    "prompt": f"a function that returns {n} * {n}",
+                    "max_tokens": 24,
+                    "temperature": 0,
+                },
+                "generated_code",
+            )
+        )
     for n in range(5):
-        requests.append(("/v1/chat/completions", {"model": "codey", "max_tokens": 12,
-                         "temperature": 0, "messages": [{"role": "user",
-                         "content": f"What is {n} plus {n}? Answer with the number."}]},
-                         "choices"))  # fmt: skip
+        requests.append(
+            (
+                "/v1/chat/completions",
+                {
+                    "model": "codey",
+                    "max_tokens": 12,
+                    "temperature": 0,
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": f"What is {n} plus {n}? Answer with the number.",
+                        }
+                    ],
+                },
+                "choices",
+            )
+        )
     for n in range(5):
-        requests.append((f"{NATIVE}/complete", {"prefix": f"def times_{n}(x):\n    return ",
-                                                "max_completions": 1, "max_tokens": 12},
-                         "suggestions"))  # fmt: skip
+        requests.append(
+            (
+                f"{NATIVE}/complete",
+                {
+                    "prefix": f"def times_{n}(x):\n    return ",
+                    "max_completions": 1,
+                    "max_tokens": 12,
+                },
+                "suggestions",
+            )
+        )
     return requests
 
 
@@ -60,16 +89,25 @@ def test_16_concurrent_mixed_clients_get_their_own_answers(server: Server) -> No
 
 
 def test_a_disconnected_stream_frees_the_engine(server: Server) -> None:
-    long_chat = {"model": "codey", "max_tokens": 600, "temperature": 0, "stream": True,
-                 "messages": [{"role": "user", "content": "Write a long essay about compilers."}]}  # fmt: skip
+    long_chat = {
+        "model": "codey",
+        "max_tokens": 600,
+        "temperature": 0,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Write a long essay about compilers."}],
+    }
     with httpx.Client(base_url=server.url, timeout=60) as client:
         with client.stream("POST", "/v1/chat/completions", json=long_chat) as response:
             for line in response.iter_lines():
                 if line.startswith("data:"):
                     break  # got the first token; leaving the block closes the connection
         started = time.perf_counter()
-        quick = {"model": "codey", "max_tokens": 1, "stream": True,
-                 "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+        quick = {
+            "model": "codey",
+            "max_tokens": 1,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
         with client.stream("POST", "/v1/chat/completions", json=quick) as response:
             first_byte = next(response.iter_bytes())
             waited = time.perf_counter() - started
@@ -78,16 +116,17 @@ def test_a_disconnected_stream_frees_the_engine(server: Server) -> None:
 
 
 def test_a_client_that_gives_up_on_a_plain_request_frees_the_engine(server: Server) -> None:
-    body = {"prompt": "a long, fully documented HTTP server", "max_tokens": 600,
-            "temperature": 0}  # fmt: skip
-    with httpx.Client(base_url=server.url, timeout=1.0) as impatient:
-        with pytest.raises(httpx.ReadTimeout):
-            impatient.post(f"{NATIVE}/generate", json=body)
+    body = {"prompt": "a long, fully documented HTTP server", "max_tokens": 600, "temperature": 0}
+    with (
+        httpx.Client(base_url=server.url, timeout=1.0) as impatient,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        impatient.post(f"{NATIVE}/generate", json=body)
     with httpx.Client(base_url=server.url, timeout=60) as client:
         started = time.perf_counter()
-        response = client.post(f"{NATIVE}/complete", json={"prefix": "x = ",
-                                                            "max_completions": 1,
-                                                            "max_tokens": 2})  # fmt: skip
+        response = client.post(
+            f"{NATIVE}/complete", json={"prefix": "x = ", "max_completions": 1, "max_tokens": 2}
+        )
         assert response.status_code == 200
         assert time.perf_counter() - started < 2.0
 
@@ -95,14 +134,18 @@ def test_a_client_that_gives_up_on_a_plain_request_frees_the_engine(server: Serv
 def test_overload_answers_503_with_retry_after_and_shutdown_finishes_work(
     tmp_path: Path,
 ) -> None:
-    server = start_server(tmp_path, CODEY_MODEL__MAX_QUEUE="2",
-                          CODEY_SERVER__RETRY_AFTER_SECONDS="3")  # fmt: skip
+    server = start_server(
+        tmp_path, CODEY_MODEL__MAX_QUEUE="2", CODEY_SERVER__RETRY_AFTER_SECONDS="3"
+    )
     try:
         body = {"prefix": "def f(x):\n    ", "max_completions": 1, "max_tokens": 48}
-        with httpx.Client(base_url=server.url, timeout=120) as client:
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                responses = list(pool.map(lambda _: client.post(f"{NATIVE}/complete", json=body),
-                                          range(8)))  # fmt: skip
+        with (
+            httpx.Client(base_url=server.url, timeout=120) as client,
+            ThreadPoolExecutor(max_workers=8) as pool,
+        ):
+            responses = list(
+                pool.map(lambda _: client.post(f"{NATIVE}/complete", json=body), range(8))
+            )
         statuses = sorted(r.status_code for r in responses)
         assert set(statuses) == {200, 503}, statuses
         assert statuses.count(200) >= 2
@@ -115,8 +158,12 @@ def test_overload_answers_503_with_retry_after_and_shutdown_finishes_work(
 
         def slow_request() -> None:
             with httpx.Client(base_url=server.url, timeout=120) as client:
-                results.append(client.post(f"{NATIVE}/generate", json={
-                    "prompt": "a stack class", "max_tokens": 64, "temperature": 0}))  # fmt: skip
+                results.append(
+                    client.post(
+                        f"{NATIVE}/generate",
+                        json={"prompt": "a stack class", "max_tokens": 64, "temperature": 0},
+                    )
+                )
 
         worker = threading.Thread(target=slow_request)
         worker.start()

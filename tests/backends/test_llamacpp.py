@@ -77,6 +77,21 @@ async def test_the_same_prompt_gives_the_same_tokens_and_confidence(
     assert first.confidence == second.confidence == third.confidence
 
 
+async def test_logits_do_not_depend_on_what_the_cache_held_before(
+    backend: LlamaCppBackend,
+) -> None:
+    shared = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(40))  # ~600 tokens
+    first = TextPrompt(shared + "def g(x):\n    return")
+    other = TextPrompt(shared + "class K:\n    value =")
+    params = SamplingParams(max_tokens=6, temperature=0, top_logprobs=3)
+    backend.engine.llm.reset()  # cold
+    cold = (await backend.generate(first, params)).choices[0]
+    await backend.generate(other, params)  # leaves the shared prefix in the cache
+    warm = (await backend.generate(first, params)).choices[0]
+    again = (await backend.generate(first, params)).choices[0]
+    assert cold.tokens == warm.tokens == again.tokens  # texts, logprobs and top lists alike
+
+
 async def test_n_at_temperature_zero_gives_distinct_ranked_openings(
     backend: LlamaCppBackend,
 ) -> None:

@@ -21,6 +21,8 @@ from codey.backends.base import Choice, Delta, FinishReason, SamplingParams, Tok
 from codey.errors import BackendError
 
 OnDelta = Callable[[Delta], None]
+PREFILL_CHUNK = 128
+"""Prompt evaluation step; whole aligned chunks are what the KV cache reuses."""
 
 
 class LlamaEngine:
@@ -43,6 +45,8 @@ class LlamaEngine:
         self.context_length = self.llm.n_ctx()
         self.metadata: dict[str, str] = dict(self.llm.metadata)
         self._vocab = self.llm._model.vocab
+        self._chunk = min(PREFILL_CHUNK, batch_size)
+        self._last_prompt: list[int] = []
 
     def tokenize(self, text: str, *, special: bool, add_bos: bool = False) -> list[int]:
         """Token ids of `text`; `special` lets sentinels such as <|im_start|> be one token."""
@@ -87,19 +91,33 @@ class LlamaEngine:
         return choices
 
     def _prefill(self, tokens: Sequence[int]) -> None:
-        """Evaluate the prompt, keeping the cached prefix it shares with the previous call."""
-        llm = self.llm
-        cached = llm.input_ids[: min(llm.n_tokens, len(tokens))]
-        differ = np.flatnonzero(cached != np.asarray(tokens[: len(cached)], dtype=cached.dtype))
-        keep = int(differ[0]) if differ.size else len(cached)
-        keep = min(keep, len(tokens) - 1)  # always evaluate one token to get fresh logits
+        """Evaluate the prompt, reusing what the KV cache holds only where that is exact.
+
+        llama.cpp's kernels round differently for batches of different shapes, so the same
+        prompt evaluated in other pieces gives other logits, and another confidence. Prompts
+        are therefore always evaluated in chunks aligned to multiples of PREFILL_CHUNK, then
+        the last token alone; only whole aligned chunks are reused (or the whole prompt, when it
+        is the same as the last one). Each prompt thus gets the same logits whatever came before.
+        """
+        llm, chunk = self.llm, self._chunk
+        last = len(tokens) - 1
+        if list(tokens) == self._last_prompt and llm.n_tokens >= last:
+            keep = last
+        else:
+            common = 0
+            for a, b in zip(self._last_prompt, tokens, strict=False):
+                if a != b:
+                    break
+                common += 1
+            keep = min(common, last, llm.n_tokens) // chunk * chunk
         llm.n_tokens = keep
-        # The last prompt token is always evaluated on its own: kernels for one token and for a
-        # batch round differently, and this way a prompt gets the same logits (and so the same
-        # confidence) whether its prefix was cached or not.
-        if keep < len(tokens) - 1:
-            llm.eval(list(tokens[keep:-1]))
-        llm.eval(list(tokens[-1:]))
+        position = keep
+        while position < last:
+            end = min((position // chunk + 1) * chunk, last)
+            llm.eval(list(tokens[position:end]))
+            position = end
+        llm.eval(list(tokens[last:]))
+        self._last_prompt = list(tokens)
 
     def _logits(self) -> np.ndarray:
         ptr = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
