@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,7 +10,7 @@ import uvicorn
 
 from codey.api.app import create_app
 from codey.cli.output import byte_progress, console, fail
-from codey.config import Settings
+from codey.config import Settings, load_settings
 from codey.errors import CodeyError
 from codey.runtime import Runtime
 
@@ -18,10 +19,16 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port (default 8000).")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML settings file.")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the native, OpenAI-compatible and Vertex AI Codey APIs over HTTP."""
-    settings: Settings = ctx.obj
+    try:
+        settings: Settings = load_settings(config) if config else ctx.obj
+    except CodeyError as exc:
+        raise fail(exc) from exc
     host = host or settings.server.host
     port = settings.server.port if port is None else port
     try:
