@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
@@ -86,6 +87,91 @@ class ServerSettings(_Section):
     )
 
 
+Service = Literal["generation", "chat", "completion"]
+
+
+class ServiceLimits(_Section):
+    """One service's budget for one principal. None means unlimited."""
+
+    requests_per_day: int | None = Field(default=1000, ge=0)
+    requests_per_minute: int | None = Field(default=100, ge=1)
+    input_chars_per_day: int | None = Field(default=None, ge=0)
+    output_chars_per_day: int | None = Field(default=None, ge=0)
+    tokens_per_day: int | None = Field(default=None, ge=0)
+
+
+class LimitsSettings(_Section):
+    """Quotas per service (defaults of the original design) and how the day is counted."""
+
+    timezone: str = Field(
+        default="America/Los_Angeles", description="The daily quota resets at midnight here."
+    )
+    wait_seconds: float = Field(
+        default=10.0, ge=0.0, description="How long a request may wait for a per-minute slot."
+    )
+    generation: ServiceLimits = Field(
+        default_factory=lambda: ServiceLimits(requests_per_day=1000, requests_per_minute=10)
+    )
+    chat: ServiceLimits = Field(default_factory=ServiceLimits)
+    completion: ServiceLimits = Field(default_factory=ServiceLimits)
+
+    def for_service(self, service: Service) -> ServiceLimits:
+        return getattr(self, service)
+
+
+class ApiKey(_Section):
+    """A principal: the SHA-256 of its key (never the key), what it may use and its limits."""
+
+    name: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    services: list[Service] = Field(default_factory=lambda: ["generation", "chat", "completion"])
+    admin: bool = False
+    limits: dict[Service, ServiceLimits] = Field(
+        default_factory=dict, description="Overrides of the service limits for this key."
+    )
+
+
+class AuthSettings(_Section):
+    keys: list[ApiKey] = Field(
+        default_factory=list,
+        description="Without keys one anonymous principal is served, on loopback only.",
+    )
+
+
+class CacheSettings(_Section):
+    enabled: bool = True
+    memory_entries: int = Field(default=1024, ge=0, description="In-memory LRU tier size.")
+    persistent: bool = Field(default=True, description="SQLite tier (or Redis in shared mode).")
+    ttl_seconds: dict[Service, int] = Field(
+        default_factory=lambda: {"generation": 3600, "chat": 3600, "completion": 3600}
+    )
+    all_temperatures: bool = Field(
+        default=False, description="Also cache sampled answers (temperature > 0)."
+    )
+
+
+class Price(_Section):
+    """US dollars per 1,000 billable characters (UTF-8 characters, whitespace not counted)."""
+
+    input_per_1k_chars: float = Field(default=0.00025, ge=0)
+    output_per_1k_chars: float = Field(default=0.0005, ge=0)
+
+
+class PricingSettings(_Section):
+    """Vertex AI's published Codey prices by default; per model overrides by service."""
+
+    services: dict[Service, Price] = Field(
+        default_factory=lambda: {s: Price() for s in ("generation", "chat", "completion")}
+    )
+    batch: dict[Service, Price] = Field(
+        default_factory=lambda: {
+            "generation": Price(input_per_1k_chars=0.0002, output_per_1k_chars=0.0004)
+        },
+        description="Prices of batch requests.",
+    )
+    models: dict[str, dict[Service, Price]] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     """Everything configurable in codey."""
 
@@ -96,6 +182,13 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
+    redis_url: str | None = Field(
+        default=None, description="Shared mode: quotas, rate limits and cache live in Redis."
+    )
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     completion: CompletionSettings = Field(default_factory=CompletionSettings)

@@ -1,4 +1,5 @@
-"""The one exception tree of codey. Each dialect maps it to its own error object in one place.
+"""The one exception tree of codey, with the HTTP status of each kind; each dialect maps it to
+its own error object in one place (codey.api.errors).
 
 CodeyError
 ├── ConfigError               settings that cannot work
@@ -16,9 +17,14 @@ CodeyError
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class CodeyError(Exception):
     """Base of every error codey raises on purpose; `hint` says what to do next."""
+
+    status: ClassVar[int] = 500
+    kind: ClassVar[str] = "internal_error"
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -32,9 +38,15 @@ class CodeyError(Exception):
 class ConfigError(CodeyError):
     """Settings that cannot work."""
 
+    status: ClassVar[int] = 500
+    kind: ClassVar[str] = "config_error"
+
 
 class ModelError(CodeyError):
     """The model file cannot be used."""
+
+    status: ClassVar[int] = 500
+    kind: ClassVar[str] = "model_unavailable"
 
 
 class ModelPartsMissing(ModelError):
@@ -52,6 +64,9 @@ class DiskFull(ModelError):
 class InvalidRequest(CodeyError):
     """The caller's input is wrong."""
 
+    status: ClassVar[int] = 400
+    kind: ClassVar[str] = "invalid_request"
+
 
 class ContextOverflow(InvalidRequest):
     """The prompt and the room for the answer do not fit the context window."""
@@ -67,12 +82,43 @@ class ContextOverflow(InvalidRequest):
         self.context_length = context_length
 
 
+class Unauthorized(CodeyError):
+    """No API key, or one that codey does not know."""
+
+    status: ClassVar[int] = 401
+    kind: ClassVar[str] = "unauthorized"
+
+
+class Forbidden(CodeyError):
+    """The API key may not use this service."""
+
+    status: ClassVar[int] = 403
+    kind: ClassVar[str] = "forbidden"
+
+
+class RateLimited(CodeyError):
+    """Over a daily quota or a per-minute limit; `retry_after` is whole seconds to wait."""
+
+    status: ClassVar[int] = 429
+    kind: ClassVar[str] = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, hint=f"Retry after {retry_after} s.")
+        self.retry_after = retry_after
+
+
 class NotFound(CodeyError):
     """An id that does not exist."""
+
+    status: ClassVar[int] = 404
+    kind: ClassVar[str] = "not_found"
 
 
 class Overloaded(CodeyError):
     """The engine queue is full."""
+
+    status: ClassVar[int] = 503
+    kind: ClassVar[str] = "overloaded"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, hint="Retry in a few seconds.")
@@ -81,6 +127,12 @@ class Overloaded(CodeyError):
 class Cancelled(CodeyError):
     """The caller went away before the answer was finished."""
 
+    status: ClassVar[int] = 499
+    kind: ClassVar[str] = "cancelled"
+
 
 class BackendError(CodeyError):
     """The engine failed to produce an answer."""
+
+    status: ClassVar[int] = 502
+    kind: ClassVar[str] = "backend_error"

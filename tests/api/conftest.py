@@ -44,8 +44,12 @@ def start_server(tmp: Path, **env_overrides: str) -> Server:
     env.update(
         CODEY_MODEL__CONTEXT_LENGTH="4096",
         CODEY_STORE__SQLITE_PATH=str(tmp / "codey.db"),
-        **env_overrides,
+        # The suite sends far more than the default per-minute limits allow.
+        CODEY_LIMITS__GENERATION__REQUESTS_PER_MINUTE="100000",
+        CODEY_LIMITS__CHAT__REQUESTS_PER_MINUTE="100000",
+        CODEY_LIMITS__COMPLETION__REQUESTS_PER_MINUTE="100000",
     )
+    env.update(env_overrides)
     log = tmp / f"server-{port}.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "codey", "serve", "--port", str(port), "--log-level", "warning"],

@@ -75,7 +75,8 @@ def answer(response: httpx.Response, key: str) -> str:
 
 def test_16_concurrent_mixed_clients_get_their_own_answers(server: Server) -> None:
     requests = mixed_requests()
-    with httpx.Client(base_url=server.url, timeout=300) as client:
+    fresh = {"cache-control": "no-cache, no-store"}  # every answer from the engine
+    with httpx.Client(base_url=server.url, timeout=300, headers=fresh) as client:
         expected = [answer(client.post(path, json=body), key) for path, body, key in requests]
 
         def send(item: tuple[str, dict[str, object], str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,7 +23,8 @@ from codey.api.openai.router import router as openai_router
 from codey.api.vertex.router import router as vertex_router
 from codey.config import Settings
 from codey.errors import CodeyError
-from codey.gateway.usage import UsageTally
+from codey.gateway.clock import Clock
+from codey.gateway.pipeline import Gateway
 from codey.runtime import Runtime
 
 log = logging.getLogger("codey.api")
@@ -30,14 +32,19 @@ log = logging.getLogger("codey.api")
 _HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, runtime: Runtime | None = None, clock: Clock | None = None
+) -> FastAPI:
     """Build the app; it starts `runtime` (or a new one) in its lifespan and closes it after."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = runtime or await asyncio.to_thread(Runtime.start, settings)
         app.state.runtime = started
-        app.state.usage = UsageTally()
+        app.state.started_at = time.time()
+        app.state.gateway = Gateway.build(
+            settings, started.database, started.backend.name, clock=clock
+        )
         app.state.model_names = served_names(
             started.backend.model_id, settings.server.model_aliases
         )

@@ -1,28 +1,70 @@
-"""The one way a route calls a service: counted, and cancelled if the client goes away."""
+"""How a route calls a service: through the gateway, cancelled if the client goes away."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
-from typing import Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 
-from codey.errors import Cancelled, CodeyError
-from codey.gateway.usage import Service, UsageTally
+from codey.errors import Cancelled
+from codey.gateway.auth import Principal, key_from_headers
+from codey.gateway.pipeline import Answer, Call, Gateway
 
 T = TypeVar("T")
 
 
-class Counted(Protocol):
-    prompt_tokens: int
-    completion_tokens: int
+def gateway_of(request: Request) -> Gateway:
+    return request.app.state.gateway
 
 
-async def call_service(request: Request, service: Service, work: Awaitable[T]) -> T:
+async def principal(request: Request) -> Principal:
+    """FastAPI dependency: the caller, from its API key."""
+    return gateway_of(request).keyring.principal(key_from_headers(request.headers))
+
+
+def new_call(
+    request: Request,
+    who: Principal,
+    service: str,
+    dialect: str,
+    model: str,
+    input_text: str,
+    cache_request: dict[str, Any] | None = None,
+    deterministic: bool = True,
+) -> Call:
+    """A gateway call, with the client's Cache-Control directives."""
+    directives = {d.strip().lower() for d in request.headers.get("cache-control", "").split(",")}
+    return Call(
+        who,
+        service,
+        dialect,
+        model,
+        input_text,
+        cache_request,
+        deterministic,
+        no_cache="no-cache" in directives,
+        no_store="no-store" in directives,
+    )
+
+
+async def serve(
+    request: Request, call: Call, work: Callable[[], Awaitable[Answer]], *, native: bool = False
+) -> JSONResponse:
+    """Run `work` through the gateway and render its answer; a cache hit says so in the
+    x-codey-cache header (and in `cached` in the native dialect)."""
+    answer, cached = await until_disconnect(request, gateway_of(request).run(call, work))
+    body = dict(answer.body)
+    if native:
+        body["cached"] = cached
+    return JSONResponse(body, headers={"x-codey-cache": "hit" if cached else "miss"})
+
+
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     """Await `work` unless the client disconnects first; then cancel it, which frees the
     engine within a token."""
-    tally: UsageTally = request.app.state.usage
     task = asyncio.ensure_future(work)
     watch = asyncio.ensure_future(_disconnected(request))
     try:
@@ -31,21 +73,8 @@ async def call_service(request: Request, service: Service, work: Awaitable[T]) -
         watch.cancel()
     if task not in done:
         task.cancel()
-        tally.record(service, ok=False)
         raise Cancelled("The client disconnected.")
-    try:
-        result = task.result()
-    except CodeyError:
-        tally.record(service, ok=False)
-        raise
-    counted: Counted = result  # type: ignore[assignment]
-    tally.record(
-        service,
-        ok=True,
-        prompt_tokens=counted.prompt_tokens,
-        completion_tokens=counted.completion_tokens,
-    )
-    return result
+    return task.result()
 
 
 async def first_and_rest(stream: AsyncIterator[T]) -> tuple[T, AsyncIterator[T]]:

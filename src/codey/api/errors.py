@@ -28,15 +28,6 @@ class HttpError:
     retry_after: int | None = None
 
 
-_STATUS: list[tuple[type[errors.CodeyError], int, str]] = [
-    (errors.InvalidRequest, 400, "invalid_request"),
-    (errors.NotFound, 404, "not_found"),
-    (errors.Overloaded, 503, "overloaded"),
-    (errors.Cancelled, 499, "cancelled"),
-    (errors.ModelError, 500, "model_unavailable"),
-    (errors.BackendError, 502, "backend_error"),
-]
-
 _GOOGLE_STATUS = {
     400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
     413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
@@ -51,11 +42,12 @@ _OPENAI_TYPE = {
 
 def from_codey(error: errors.CodeyError, retry_after: int) -> HttpError:
     message = f"{error.message} {error.hint}" if error.hint else error.message
-    for cls, status, kind in _STATUS:
-        if isinstance(error, cls):
-            wait = retry_after if status == 503 else None
-            return HttpError(status, kind, message, retry_after=wait)
-    return HttpError(500, "internal_error", message)
+    wait = None
+    if isinstance(error, errors.RateLimited):
+        wait = error.retry_after
+    elif isinstance(error, errors.Overloaded):
+        wait = retry_after
+    return HttpError(error.status, error.kind, message, retry_after=wait)
 
 
 def from_validation(exc: RequestValidationError) -> HttpError:

@@ -26,6 +26,41 @@ _SCHEMA = (
     );
     CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
     """,
+    # version 2: quotas, the usage ledger and the persistent response cache
+    """
+    CREATE TABLE quota_counters (
+        key TEXT NOT NULL,
+        field TEXT NOT NULL,
+        value INTEGER NOT NULL,
+        PRIMARY KEY (key, field)
+    ) WITHOUT ROWID;
+    CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        day TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        service TEXT NOT NULL,
+        dialect TEXT NOT NULL,
+        model TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        input_chars INTEGER NOT NULL,
+        output_chars INTEGER NOT NULL,
+        latency_ms REAL NOT NULL,
+        cached INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX ledger_by_day ON ledger(day, principal, service);
+    CREATE TABLE response_cache (
+        key TEXT PRIMARY KEY,
+        service TEXT NOT NULL,
+        value TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from codey.api.calls import call_service, first_and_rest
+from codey.api.calls import first_and_rest, gateway_of, new_call, principal, serve
 from codey.api.models import require_model
 from codey.api.openai.protocol import (
     ChatChoice,
@@ -24,12 +25,14 @@ from codey.api.openai.protocol import (
     new_id,
     now,
 )
-from codey.backends.base import Choice, Delta
+from codey.backends.base import Choice, Delta, Generation
 from codey.errors import InvalidRequest
-from codey.gateway.usage import Service
+from codey.gateway.auth import Principal
+from codey.gateway.pipeline import Answer, Call
 from codey.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+Caller = Annotated[Principal, Depends(principal)]
 
 
 def _runtime(request: Request) -> Runtime:
@@ -39,7 +42,7 @@ def _runtime(request: Request) -> Runtime:
 @router.get("/models")
 async def list_models(request: Request) -> dict[str, object]:
     """The models this server answers to."""
-    created = int(request.app.state.usage.started_at)
+    created = int(request.app.state.started_at)
     return {
         "object": "list",
         "data": [
@@ -51,69 +54,102 @@ async def list_models(request: Request) -> dict[str, object]:
 
 @router.post("/chat/completions", response_model=ChatCompletion)
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request
-) -> ChatCompletion | StreamingResponse:
+    body: ChatCompletionRequest, request: Request, who: Caller
+) -> JSONResponse | StreamingResponse:
     """Chat with the model; `stream: true` sends chunks as server-sent events."""
     require_model(request, body.model)
     runtime = _runtime(request)
     messages = body.to_messages()
     params = body.to_sampling_params(runtime.settings.chat.max_tokens)
+    call = new_call(
+        request,
+        who,
+        "chat",
+        "openai",
+        body.model,
+        input_text="".join(m.content for m in messages),
+        cache_request=None if body.stream else body.model_dump(),
+        deterministic=params.temperature == 0,
+    )
     if body.stream:
         _require_single(body.n)
         stream = runtime.chat.stream_reply(messages, params)
-        return await _sse(request, "chat", stream, _chat_chunker(body), body.include_usage)
-    generation = await call_service(request, "chat", runtime.chat.reply(messages, params))
-    return ChatCompletion(
-        id=new_id("chatcmpl"),
-        created=now(),
-        model=body.model,
-        choices=[
-            ChatChoice(
-                index=i,
-                message=ChatMessageOut(content=choice.text),
-                logprobs=chat_logprobs(choice) if body.logprobs else None,
-                finish_reason=choice.finish_reason,
-            )
-            for i, choice in enumerate(generation.choices)
-        ],
-        usage=Usage.of(generation),
-    )
+        return await _sse(request, call, stream, _chat_chunker(body), body.include_usage)
+
+    async def work() -> Answer:
+        generation = await runtime.chat.reply(messages, params)
+        rendered = ChatCompletion(
+            id=new_id("chatcmpl"),
+            created=now(),
+            model=body.model,
+            choices=[
+                ChatChoice(
+                    index=i,
+                    message=ChatMessageOut(content=choice.text),
+                    logprobs=chat_logprobs(choice) if body.logprobs else None,
+                    finish_reason=choice.finish_reason,
+                )
+                for i, choice in enumerate(generation.choices)
+            ],
+            usage=Usage.of(generation),
+        )
+        return _answer(rendered.model_dump(), generation)
+
+    return await serve(request, call, work)
 
 
 @router.post("/completions", response_model=Completion)
-async def completions(body: CompletionRequest, request: Request) -> Completion | StreamingResponse:
+async def completions(
+    body: CompletionRequest, request: Request, who: Caller
+) -> JSONResponse | StreamingResponse:
     """Continue a prompt, or fill in the middle when a suffix is given."""
     require_model(request, body.model)
     runtime = _runtime(request)
     params = body.to_sampling_params()
     prompt = body.prompt_text
+    call = new_call(
+        request,
+        who,
+        "completion",
+        "openai",
+        body.model,
+        input_text=prompt + (body.suffix or ""),
+        cache_request=None if body.stream else body.model_dump(),
+        deterministic=params.temperature == 0,
+    )
     if body.stream:
         _require_single(body.n)
         stream = runtime.completion.stream_raw(prompt, body.suffix, params)
-        return await _sse(
-            request, "completion", stream, _completion_chunker(body), body.include_usage
+        return await _sse(request, call, stream, _completion_chunker(body), body.include_usage)
+
+    async def work() -> Answer:
+        generation = await runtime.completion.raw(prompt, body.suffix, params)
+        echo = prompt if body.echo else ""
+        rendered = Completion(
+            id=new_id("cmpl"),
+            created=now(),
+            model=body.model,
+            choices=[
+                CompletionChoice(
+                    index=i,
+                    text=echo + choice.text,
+                    logprobs=completion_logprobs(choice, len(echo))
+                    if body.logprobs is not None
+                    else None,
+                    finish_reason=choice.finish_reason,
+                )
+                for i, choice in enumerate(generation.choices)
+            ],
+            usage=Usage.of(generation),
         )
-    generation = await call_service(
-        request, "completion", runtime.completion.raw(prompt, body.suffix, params)
-    )
-    echo = prompt if body.echo else ""
-    return Completion(
-        id=new_id("cmpl"),
-        created=now(),
-        model=body.model,
-        choices=[
-            CompletionChoice(
-                index=i,
-                text=echo + choice.text,
-                logprobs=completion_logprobs(choice, len(echo))
-                if body.logprobs is not None
-                else None,
-                finish_reason=choice.finish_reason,
-            )
-            for i, choice in enumerate(generation.choices)
-        ],
-        usage=Usage.of(generation),
-    )
+        return _answer(rendered.model_dump(), generation)
+
+    return await serve(request, call, work)
+
+
+def _answer(rendered: dict[str, Any], generation: Generation) -> Answer:
+    text = "".join(c.text for c in generation.choices)
+    return Answer(rendered, generation.prompt_tokens, generation.completion_tokens, text)
 
 
 def _require_single(n: int) -> None:
@@ -172,33 +208,35 @@ def _completion_chunker(body: CompletionRequest) -> Chunker:
 
 async def _sse(
     request: Request,
-    service: Service,
+    call: Call,
     stream: AsyncIterator[Delta],
     chunk: Chunker,
     include_usage: bool,
 ) -> StreamingResponse:
-    tally = request.app.state.usage
+    gateway = gateway_of(request)
+    ticket = await gateway.admit(call)
     try:
         first, rest = await first_and_rest(stream)
-    except Exception:
-        tally.record(service, ok=False)
+    except BaseException as exc:
+        await gateway.fail(ticket, exc)
         raise
 
     async def events() -> AsyncIterator[str]:
-        delta, is_first = first, True
+        delta, is_first, text = first, True, ""
         try:
             while True:
+                text += delta.text
                 yield f"data: {json.dumps(chunk(delta, is_first))}\n\n"
                 if delta.finish_reason is not None:
                     break
                 delta, is_first = await anext(rest), False
+        except BaseException as exc:
+            await gateway.fail(ticket, exc)
+            raise
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
-        tally.record(
-            service,
-            ok=True,
-            prompt_tokens=delta.prompt_tokens,
-            completion_tokens=delta.completion_tokens,
+        await gateway.complete(
+            ticket, Answer({}, delta.prompt_tokens, delta.completion_tokens, text)
         )
         if include_usage:
             usage = {
@@ -210,6 +248,5 @@ async def _sse(
             yield f"data: {json.dumps(last)}\n\n"
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    headers = {"Cache-Control": "no-cache", "x-codey-cache": "miss"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)

@@ -4,15 +4,16 @@ publisher-model lookup that the SDK's `from_pretrained` makes first."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from codey.api.calls import call_service, first_and_rest
+from codey.api.calls import first_and_rest, gateway_of, new_call, principal, serve
 from codey.api.vertex.protocol import (
     DEFAULT_OUTPUT_TOKENS,
     INSTANCE_SCHEMAS,
@@ -30,12 +31,15 @@ from codey.api.vertex.protocol import (
 )
 from codey.backends.base import Delta, SamplingParams
 from codey.errors import InvalidRequest, NotFound
+from codey.gateway.auth import Principal
+from codey.gateway.pipeline import Answer
 from codey.runtime import Runtime
 from codey.services.chat import system_prompt
 from codey.services.completion import CompletionRequest
 from codey.services.generation import GenerationRequest
 
 router = APIRouter(tags=["vertex"])
+Caller = Annotated[Principal, Depends(principal)]
 _MODEL_PATH = "/v1/projects/{project}/locations/{location}/publishers/google/models/{model}"
 _SCHEMA_BASE = "gs://google-cloud-aiplatform/schema/predict"
 
@@ -92,86 +96,85 @@ def _max_tokens(family: ModelFamily, requested: int | None) -> int:
 
 @router.post(_MODEL_PATH + ":predict")
 async def predict(
-    project: str, location: str, model: str, body: PredictRequest, request: Request
-) -> dict[str, Any]:
+    project: str, location: str, model: str, body: PredictRequest, request: Request, who: Caller
+) -> JSONResponse:
     """code-bison (generation), codechat-bison (chat) and code-gecko (completion)."""
     family = _family(model)
-    runtime: Runtime = request.app.state.runtime
-    p = body.parameters
-    max_tokens = _max_tokens(family, p.max_output_tokens)
-    temperature = 0.2 if p.temperature is None else p.temperature
-    instance = body.instances[0]
+    job = _job(request.app.state.runtime, family, body)
+    call = new_call(
+        request,
+        who,
+        job.service,
+        "vertex",
+        model,
+        job.input_text,
+        cache_request=body.model_dump(),
+        deterministic=job.deterministic,
+    )
 
-    if family == "code-bison":
-        code = _parse(CodeInstance, instance)
-        predictions, prompt_tokens, completion_tokens = [], 0, 0
-        for seed in range(p.candidate_count):
-            result = await call_service(
-                request,
-                "generation",
-                runtime.generation.generate(
-                    GenerationRequest(
-                        code.prefix,
-                        language="",
-                        max_tokens=max_tokens,
-                        temperature=temperature,
-                        top_p=p.top_p or 0.95,
-                        top_k=p.top_k or 40,
-                        seed=seed,
+    async def work() -> Answer:
+        predictions, prompt_tokens, completion_tokens = await job.predict()
+        text_out = _contents(predictions)
+        rendered = {
+            "predictions": predictions,
+            "metadata": token_metadata(prompt_tokens, completion_tokens, job.input_text, text_out),
+            "deployedModelId": "",
+            "model": f"projects/{project}/locations/{location}/publishers/google/models/{model}",
+        }
+        return Answer(rendered, prompt_tokens, completion_tokens, text_out)
+
+    return await serve(request, call, work)
+
+
+@router.post(_MODEL_PATH + ":serverStreamingPredict")
+async def server_streaming_predict(
+    project: str,
+    location: str,
+    model: str,
+    body: StreamingPredictRequest,
+    request: Request,
+    who: Caller,
+) -> StreamingResponse:
+    """The same three families, streamed as a JSON array of responses, as the REST
+    transport of Google's clients reads it."""
+    family = _family(model)
+    job = _job(request.app.state.runtime, family, body.unwrap())
+    gateway = gateway_of(request)
+    ticket = await gateway.admit(
+        new_call(request, who, job.service, "vertex", model, job.input_text)
+    )
+    try:
+        first, rest = await first_and_rest(job.stream())
+    except BaseException as exc:
+        await gateway.fail(ticket, exc)
+        raise
+
+    async def chunks() -> AsyncIterator[str]:
+        yield "["
+        separator, delta, text = "", first, ""
+        try:
+            while True:
+                text += delta.text
+                if delta.text or delta.finish_reason is not None:
+                    output = (
+                        chat_prediction([delta.text])
+                        if family == "codechat-bison"
+                        else text_prediction(delta.text)
                     )
-                ),
-            )
-            predictions.append(text_prediction(result.answer, result.confidence))
-            prompt_tokens = result.prompt_tokens
-            completion_tokens += result.completion_tokens
-        text_in = code.prefix
-    elif family == "code-gecko":
-        code = _parse(CodeInstance, instance)
-        completion = await call_service(
-            request,
-            "completion",
-            runtime.completion.complete(
-                CompletionRequest(
-                    code.prefix,
-                    code.suffix or "",
-                    language="",
-                    max_completions=p.candidate_count,
-                    max_tokens=max_tokens,
-                    temperature=0.0 if p.temperature is None else p.temperature,
-                )
-            ),
+                    yield separator + json.dumps({"outputs": [to_tensor(output)]})
+                    separator = ","
+                if delta.finish_reason is not None:
+                    break
+                delta = await anext(rest)
+        except BaseException as exc:
+            await gateway.fail(ticket, exc)
+            raise
+        yield "]"
+        await gateway.complete(
+            ticket, Answer({}, delta.prompt_tokens, delta.completion_tokens, text)
         )
-        predictions = [
-            text_prediction(s.completion, s.confidence) for s in completion.suggestions
-        ] or [text_prediction("", 0.0)]
-        prompt_tokens, completion_tokens = completion.prompt_tokens, completion.completion_tokens
-        text_in = code.prefix + (code.suffix or "")
-    else:
-        chat = _parse(ChatInstance, instance)
-        if chat.messages[-1].author != "user":
-            raise InvalidRequest("The last message must come from the user (author 'user').")
-        params = SamplingParams(
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=p.top_p or 0.95,
-            top_k=p.top_k or 40,
-            stop=tuple(p.stop_sequences),
-            n=p.candidate_count,
-        )
-        messages = chat.to_messages(system_prompt(None, chat.context))
-        generation = await call_service(request, "chat", runtime.chat.reply(messages, params))
-        predictions = [chat_prediction([c.text.strip() for c in generation.choices])]
-        prompt_tokens = generation.prompt_tokens
-        completion_tokens = generation.completion_tokens
-        text_in = "".join(m.content for m in messages[1:]) + (chat.context or "")
-    return {
-        "predictions": predictions,
-        "metadata": token_metadata(
-            prompt_tokens, completion_tokens, text_in, _contents(predictions)
-        ),
-        "deployedModelId": "",
-        "model": f"projects/{project}/locations/{location}/publishers/google/models/{model}",
-    }
+
+    return StreamingResponse(chunks(), media_type="application/json")
 
 
 def _contents(predictions: list[dict[str, Any]]) -> str:
@@ -183,91 +186,116 @@ def _contents(predictions: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-@router.post(_MODEL_PATH + ":serverStreamingPredict")
-async def server_streaming_predict(
-    project: str, location: str, model: str, body: StreamingPredictRequest, request: Request
-) -> StreamingResponse:
-    """The same three families, streamed as a JSON array of responses, as the REST
-    transport of Google's clients reads it."""
-    family = _family(model)
-    runtime: Runtime = request.app.state.runtime
-    unwrapped = body.unwrap()
-    p = unwrapped.parameters
+Predictions = tuple[list[dict[str, Any]], int, int]
+
+
+@dataclass
+class _Job:
+    """One instance of one model family, ready to run whole or streamed."""
+
+    service: str
+    input_text: str
+    deterministic: bool
+    predict: Callable[[], Awaitable[Predictions]]
+    stream: Callable[[], AsyncIterator[Delta]]
+
+
+def _job(runtime: Runtime, family: ModelFamily, body: PredictRequest) -> _Job:
+    p = body.parameters
     max_tokens = _max_tokens(family, p.max_output_tokens)
-    temperature = 0.2 if p.temperature is None else p.temperature
-    instance = unwrapped.instances[0]
-
-    if family == "code-gecko":
-        # Completions are short and need their whole text to be post-processed: one chunk.
-        code = _parse(CodeInstance, instance)
-        completion = await call_service(
-            request,
-            "completion",
-            runtime.completion.complete(
-                CompletionRequest(
-                    code.prefix,
-                    code.suffix or "",
-                    language="",
-                    max_completions=1,
-                    max_tokens=max_tokens,
-                )
-            ),
+    instance = body.instances[0]
+    if family == "codechat-bison":
+        chat = _parse(ChatInstance, instance)
+        if chat.messages[-1].author != "user":
+            raise InvalidRequest("The last message must come from the user (author 'user').")
+        temperature = 0.2 if p.temperature is None else p.temperature
+        params = SamplingParams(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=p.top_p or 0.95,
+            top_k=p.top_k or 40,
+            stop=tuple(p.stop_sequences),
+            n=p.candidate_count,
         )
-        text = completion.suggestions[0].completion if completion.suggestions else ""
+        messages = chat.to_messages(system_prompt(None, chat.context))
 
-        async def once() -> AsyncIterator[Delta]:
-            yield Delta(text, finish_reason="stop")
-
-        return _json_array_stream(request, "completion", family, once())
-    if family == "code-bison":
-        code = _parse(CodeInstance, instance)
-        stream = runtime.generation.stream(
-            GenerationRequest(
-                code.prefix, language="", max_tokens=max_tokens, temperature=temperature
+        async def chat_predict() -> Predictions:
+            generation = await runtime.chat.reply(messages, params)
+            contents = [c.text.strip() for c in generation.choices]
+            return (
+                [chat_prediction(contents)],
+                generation.prompt_tokens,
+                generation.completion_tokens,
             )
+
+        single = SamplingParams(**{**params.__dict__, "n": 1})
+        return _Job(
+            "chat",
+            "".join(m.content for m in messages[1:]),
+            temperature == 0,
+            chat_predict,
+            lambda: runtime.chat.stream_reply(messages, single),
         )
-        first, rest = await first_and_rest(stream)
-        return _json_array_stream(request, "generation", family, _chain(first, rest))
-    chat = _parse(ChatInstance, instance)
-    params = SamplingParams(
-        max_tokens=max_tokens, temperature=temperature, stop=tuple(p.stop_sequences)
+
+    code = _parse(CodeInstance, instance)
+    if family == "code-gecko":
+        request = CompletionRequest(
+            code.prefix,
+            code.suffix or "",
+            language="",
+            max_completions=p.candidate_count,
+            max_tokens=max_tokens,
+            temperature=p.temperature or 0.0,
+        )
+
+        async def gecko_predict() -> Predictions:
+            result = await runtime.completion.complete(request)
+            predictions = [
+                text_prediction(s.completion, s.confidence) for s in result.suggestions
+            ] or [text_prediction("", 0.0)]
+            return predictions, result.prompt_tokens, result.completion_tokens
+
+        async def gecko_stream() -> AsyncIterator[Delta]:
+            # Suggestions need their whole text to be post-processed: one chunk.
+            predictions, prompt_tokens, completion_tokens = await gecko_predict()
+            yield Delta(
+                predictions[0]["content"],
+                finish_reason="stop",
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
+
+        return _Job(
+            "completion",
+            code.prefix + (code.suffix or ""),
+            request.temperature == 0,
+            gecko_predict,
+            gecko_stream,
+        )
+
+    temperature = 0.2 if p.temperature is None else p.temperature
+    generation_request = GenerationRequest(
+        code.prefix,
+        language="",
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=p.top_p or 0.95,
+        top_k=p.top_k or 40,
     )
-    messages = chat.to_messages(system_prompt(None, chat.context))
-    first, rest = await first_and_rest(runtime.chat.stream_reply(messages, params))
-    return _json_array_stream(request, "chat", family, _chain(first, rest))
 
+    async def bison_predict() -> Predictions:
+        predictions, prompt_tokens, completion_tokens = [], 0, 0
+        for seed in range(p.candidate_count):
+            result = await runtime.generation.generate(replace(generation_request, seed=seed))
+            predictions.append(text_prediction(result.answer, result.confidence))
+            prompt_tokens = result.prompt_tokens
+            completion_tokens += result.completion_tokens
+        return predictions, prompt_tokens, completion_tokens
 
-async def _chain(first: Delta, rest: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
-    yield first
-    async for delta in rest:
-        yield delta
-
-
-def _json_array_stream(
-    request: Request, service: str, family: ModelFamily, deltas: AsyncIterator[Delta]
-) -> StreamingResponse:
-    tally = request.app.state.usage
-
-    async def body() -> AsyncIterator[str]:
-        yield "["
-        separator = ""
-        last = Delta("")
-        async for delta in deltas:
-            last = delta
-            if not delta.text and delta.finish_reason is None:
-                continue
-            if family == "codechat-bison":
-                output = chat_prediction([delta.text])
-            else:
-                output = text_prediction(delta.text)
-            yield separator + json.dumps({"outputs": [to_tensor(output)]})
-            separator = ","
-        yield "]"
-        tally.record(
-            service,
-            ok=True,
-            prompt_tokens=last.prompt_tokens,
-            completion_tokens=last.completion_tokens,
-        )
-
-    return StreamingResponse(body(), media_type="application/json")
+    return _Job(
+        "generation",
+        code.prefix,
+        temperature == 0,
+        bison_predict,
+        lambda: runtime.generation.stream(generation_request),
+    )

@@ -1,0 +1,92 @@
+"""The usage ledger: one row per request, whatever its outcome, and the reports built on it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import astuple, dataclass, fields
+from typing import Any
+
+from codey.store.sqlite import Database
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    ts: float
+    day: str
+    principal: str
+    service: str
+    dialect: str
+    model: str
+    backend: str
+    prompt_tokens: int
+    completion_tokens: int
+    input_chars: int
+    output_chars: int
+    latency_ms: float
+    cached: bool
+    status: int
+    cost_usd: float
+    error: str | None = None
+
+
+_COLUMNS = ", ".join(f.name for f in fields(LedgerRow))
+_PLACEHOLDERS = ", ".join("?" for _ in fields(LedgerRow))
+_SUMS = """
+    count(*) AS requests,
+    sum(status < 400) AS succeeded,
+    sum(status = 429) AS rejected,
+    sum(status >= 400 AND status != 429) AS failed,
+    sum(cached) AS cache_hits,
+    sum(prompt_tokens) AS prompt_tokens,
+    sum(completion_tokens) AS completion_tokens,
+    sum(input_chars) AS input_chars,
+    sum(output_chars) AS output_chars,
+    sum(cost_usd) AS cost_usd
+"""
+
+
+class Ledger:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _insert(self, row: LedgerRow) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(f"INSERT INTO ledger ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", astuple(row))
+
+    async def record(self, row: LedgerRow) -> None:
+        """Commit the row on a worker thread: never on the event loop, and durable (WAL) by
+        the time the response leaves, so a crash loses no row of an answered request."""
+        await asyncio.to_thread(self._insert, row)
+
+    def by_service(self, day: str, principal: str | None = None) -> dict[str, dict[str, Any]]:
+        """Totals of one day per service, for one principal or all."""
+        where, args = "day = ?", [day]
+        if principal is not None:
+            where, args = where + " AND principal = ?", [day, principal]
+        with self._db.transaction() as conn:
+            rows = conn.execute(
+                f"SELECT service, {_SUMS} FROM ledger WHERE {where} GROUP BY service", args
+            ).fetchall()
+        totals = [dict(r) for r in rows]
+        return {t.pop("service"): {k: v or 0 for k, v in t.items()} for t in totals}
+
+    def history(self, days: list[str], principal: str | None = None) -> list[dict[str, Any]]:
+        """Totals per day and service over `days`."""
+        marks = ", ".join("?" for _ in days)
+        where, args = f"day IN ({marks})", list(days)
+        if principal is not None:
+            where, args = where + " AND principal = ?", [*days, principal]
+        with self._db.transaction() as conn:
+            rows = conn.execute(
+                f"SELECT day, service, {_SUMS} FROM ledger WHERE {where} "
+                "GROUP BY day, service ORDER BY day, service",
+                args,
+            ).fetchall()
+        return [
+            {k: (v if k in ("day", "service") else v or 0) for k, v in dict(r).items()}
+            for r in rows
+        ]
+
+    def count(self) -> int:
+        with self._db.transaction() as conn:
+            return conn.execute("SELECT count(*) FROM ledger").fetchone()[0]

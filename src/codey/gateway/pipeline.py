@@ -1,0 +1,258 @@
+"""The policies every request passes, in one place: authorisation, response cache, daily
+quota and budgets, per-minute limit, then the call, then counters, ledger and cache fill.
+
+Cache hits come before the limits so that they use no quota; a request that fails inside codey
+(status 500 and up, or the client going away) gets its daily request back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from codey.config import ServiceLimits, Settings
+from codey.errors import CodeyError, RateLimited
+from codey.gateway.auth import KeyRing, Principal
+from codey.gateway.cache import MemoryTier, RedisTier, ResponseCache, SQLiteTier, Tier, cache_key
+from codey.gateway.clock import Clock, QuotaDay, SystemClock
+from codey.gateway.counters import Counters, RedisCounters, SQLiteCounters
+from codey.gateway.ledger import Ledger, LedgerRow
+from codey.gateway.pricing import PriceList, billable_characters
+from codey.gateway.ratelimit import PerMinuteLimiter
+from codey.store.sqlite import Database
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as the gateway sees it."""
+
+    principal: Principal
+    service: str
+    dialect: str
+    model: str
+    input_text: str
+    cache_request: dict[str, Any] | None = None
+    """The normalised request to key the cache on; None when it must not be cached."""
+    deterministic: bool = True
+    no_cache: bool = False
+    no_store: bool = False
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the service produced, rendered, with its usage."""
+
+    body: dict[str, Any]
+    prompt_tokens: int
+    completion_tokens: int
+    output_text: str
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """An admitted request, to be closed with `complete` or `fail`."""
+
+    call: Call
+    counter_key: str
+    day: str
+    started: float
+    input_chars: int
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        counters: Counters,
+        limiter: PerMinuteLimiter,
+        cache: ResponseCache | None,
+        ledger: Ledger,
+        backend: str,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.keyring = KeyRing(settings.auth.keys)
+        self.counters = counters
+        self.limiter = limiter
+        self.cache = cache
+        self.ledger = ledger
+        self.prices = PriceList(settings.pricing)
+        self.quota_day = QuotaDay(settings.limits.timezone)
+        self.clock = clock or SystemClock()
+        self.backend = backend
+
+    @classmethod
+    def build(
+        cls, settings: Settings, database: Database, backend: str, clock: Clock | None = None
+    ) -> Gateway:
+        """SQLite for counters and cache by default; Redis for both when `redis_url` is set."""
+        redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
+        counters: Counters = RedisCounters(redis) if redis else SQLiteCounters(database)
+        tiers: list[Tier] = []
+        c = settings.cache
+        if c.memory_entries:
+            tiers.append(MemoryTier(c.memory_entries))
+        if c.persistent:
+            tiers.append(RedisTier(redis) if redis else SQLiteTier(database))
+        return cls(
+            settings,
+            counters=counters,
+            limiter=PerMinuteLimiter(settings.redis_url, wait_seconds=settings.limits.wait_seconds),
+            cache=ResponseCache(tiers, dict(c.ttl_seconds)) if c.enabled and tiers else None,
+            ledger=Ledger(database),
+            backend=backend,
+            clock=clock,
+        )
+
+    def limits_for(self, principal: Principal, service: str) -> ServiceLimits:
+        own = principal.limits.get(service)  # type: ignore[call-overload]
+        return own or self.settings.limits.for_service(service)  # type: ignore[arg-type]
+
+    async def run(self, call: Call, work: Callable[[], Awaitable[Answer]]) -> tuple[Answer, bool]:
+        """The whole pipeline around `work`; says whether the answer came from the cache."""
+        call.principal.authorize(call.service)  # type: ignore[arg-type]
+        key = await self._cache_key(call)
+        if key is not None and not call.no_cache:
+            started = time.perf_counter()
+            hit = await self.cache.get(key, call.service)  # type: ignore[union-attr]
+            if hit is not None:
+                answer = Answer(**hit)
+                await self._record(call, self._today(), started, answer, status=200, cached=True)
+                return answer, True
+        ticket = await self.admit(call)
+        try:
+            answer = await work()
+        except BaseException as exc:
+            await self.fail(ticket, exc)
+            raise
+        await self.complete(ticket, answer)
+        if key is not None and not call.no_store:
+            await self.cache.put(key, call.service, answer.__dict__)  # type: ignore[union-attr]
+        return answer, False
+
+    async def admit(self, call: Call) -> Ticket:
+        """Check the daily quota and budgets, then take a per-minute slot; a refusal is
+        recorded in the ledger and raised as RateLimited."""
+        call.principal.authorize(call.service)  # type: ignore[arg-type]
+        started = time.perf_counter()
+        now = self.clock.now()
+        day = self.quota_day.day(now)
+        name, service = call.principal.name, call.service
+        key = f"{name}|{service}|{day}"
+        limits = self.limits_for(call.principal, service)
+        input_chars = billable_characters(call.input_text)
+        try:
+            await self._check_budgets(key, limits, input_chars, now)
+            if not await self.counters.admit(key, limits.requests_per_day):
+                raise RateLimited(
+                    f"{name} has used its {limits.requests_per_day} {service} requests for {day}.",
+                    retry_after=self.quota_day.seconds_to_reset(now),
+                )
+            try:
+                await self.limiter.acquire(name, service, limits.requests_per_minute)
+            except RateLimited:
+                await self.counters.add(key, {"requests": -1})
+                raise
+        except RateLimited as exc:
+            await self._record(call, day, started, None, status=429, error=exc.message)
+            raise
+        return Ticket(call, key, day, started, input_chars)
+
+    async def complete(self, ticket: Ticket, answer: Answer) -> None:
+        output_chars = billable_characters(answer.output_text)
+        tokens = answer.prompt_tokens + answer.completion_tokens
+        await self.counters.add(
+            ticket.counter_key,
+            {"input_chars": ticket.input_chars, "output_chars": output_chars, "tokens": tokens},
+        )
+        await self._record(ticket.call, ticket.day, ticket.started, answer, status=200)
+
+    async def fail(self, ticket: Ticket, exc: BaseException) -> None:
+        if isinstance(exc, CodeyError):
+            status, error = exc.status, exc.message
+        elif isinstance(exc, asyncio.CancelledError):
+            status, error = 499, "the client went away"
+        else:
+            status, error = 500, f"{type(exc).__name__}: {exc}"
+        if status >= 499:  # a failure inside codey, not the caller's: give the request back
+            await self.counters.add(ticket.counter_key, {"requests": -1})
+        await self._record(
+            ticket.call, ticket.day, ticket.started, None, status=status, error=error
+        )
+
+    async def _check_budgets(
+        self, key: str, limits: ServiceLimits, input_chars: int, now: Any
+    ) -> None:
+        budgets = (limits.input_chars_per_day, limits.output_chars_per_day, limits.tokens_per_day)
+        if all(b is None for b in budgets):
+            return
+        used = await self.counters.get(key)
+        over = [
+            (name, budget)
+            for name, budget, spent in (
+                ("input characters", limits.input_chars_per_day, used["input_chars"] + input_chars),
+                ("output characters", limits.output_chars_per_day, used["output_chars"] + 1),
+                ("tokens", limits.tokens_per_day, used["tokens"] + 1),
+            )
+            if budget is not None and spent > budget
+        ]
+        if over:
+            name, budget = over[0]
+            raise RateLimited(
+                f"This request would pass the daily budget of {budget} {name}.",
+                retry_after=self.quota_day.seconds_to_reset(now),
+            )
+
+    async def _cache_key(self, call: Call) -> str | None:
+        c = self.settings.cache
+        if self.cache is None or call.cache_request is None:
+            return None
+        if not (call.deterministic or c.all_temperatures):
+            return None
+        return await cache_key(call.service, call.model, call.cache_request)
+
+    def _today(self) -> str:
+        return self.quota_day.day(self.clock.now())
+
+    async def _record(
+        self,
+        call: Call,
+        day: str,
+        started: float,
+        answer: Answer | None,
+        *,
+        status: int,
+        cached: bool = False,
+        error: str | None = None,
+    ) -> None:
+        input_chars = billable_characters(call.input_text)
+        output_chars = billable_characters(answer.output_text) if answer else 0
+        cost = 0.0
+        if answer is not None and not cached:
+            cost = self.prices.cost(call.service, call.model, input_chars, output_chars)  # type: ignore[arg-type]
+        await self.ledger.record(
+            LedgerRow(
+                ts=time.time(),
+                day=day,
+                principal=call.principal.name,
+                service=call.service,
+                dialect=call.dialect,
+                model=call.model,
+                backend=self.backend,
+                prompt_tokens=0 if cached or answer is None else answer.prompt_tokens,
+                completion_tokens=0 if cached or answer is None else answer.completion_tokens,
+                input_chars=input_chars,
+                output_chars=output_chars,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                cached=cached,
+                status=status,
+                cost_usd=cost,
+                error=error,
+            )
+        )
