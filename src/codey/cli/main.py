@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from codey.cli import jobs, model, serve
+from codey.cli import jobs, keys, model, serve, usage
 from codey.cli.output import fail
 from codey.config import load_settings
 from codey.errors import CodeyError
@@ -20,10 +20,12 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(model.app, name="model")
+app.add_typer(keys.app, name="keys")
 app.command("generate")(jobs.generate)
 app.command("chat")(jobs.chat)
 app.command("complete")(jobs.complete)
 app.command("serve")(serve.serve)
+app.command("usage")(usage.usage)
 
 
 @app.callback()

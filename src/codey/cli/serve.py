@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ import uvicorn
 from codey.api.app import create_app
 from codey.cli.output import byte_progress, console, fail
 from codey.config import Settings, load_settings
-from codey.errors import CodeyError
+from codey.errors import CodeyError, ConfigError
 from codey.runtime import Runtime
 
 
@@ -31,6 +32,13 @@ def serve(
         raise fail(exc) from exc
     host = host or settings.server.host
     port = settings.server.port if port is None else port
+    if not settings.auth.keys and not _is_loopback(host):
+        raise fail(
+            ConfigError(
+                f"Refusing to serve on {host} without API keys: anyone could use the model.",
+                hint="Add keys under [auth] (see `codey keys new`), or bind to 127.0.0.1.",
+            )
+        )
     try:
         with byte_progress() as progress:
             runtime = Runtime.start(settings, progress)
@@ -48,3 +56,12 @@ def serve(
     finally:
         runtime.database.close()
         runtime.backend.scheduler.close()  # type: ignore[attr-defined]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -47,11 +47,15 @@ class SQLiteCounters:
             return cursor.rowcount == 1
 
     def _add(self, key: str, amounts: dict[str, int]) -> None:
+        changes = [(f, n) for f, n in amounts.items() if n]
         with self._db.transaction() as conn:
             conn.executemany(
-                "INSERT INTO quota_counters (key, field, value) VALUES (?, ?, max(?, 0)) "
-                "ON CONFLICT (key, field) DO UPDATE SET value = max(value + excluded.value, 0)",
-                [(key, f, n) for f, n in amounts.items() if n],
+                "INSERT OR IGNORE INTO quota_counters (key, field, value) VALUES (?, ?, 0)",
+                [(key, f) for f, _ in changes],
+            )
+            conn.executemany(
+                "UPDATE quota_counters SET value = max(value + ?, 0) WHERE key = ? AND field = ?",
+                [(n, key, f) for f, n in changes],
             )
 
     def _get(self, key: str) -> dict[str, int]:

@@ -13,8 +13,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from codey.config import ServiceLimits, Settings
 from codey.errors import CodeyError, RateLimited
 from codey.gateway.auth import KeyRing, Principal
@@ -24,6 +22,7 @@ from codey.gateway.counters import Counters, RedisCounters, SQLiteCounters
 from codey.gateway.ledger import Ledger, LedgerRow
 from codey.gateway.pricing import PriceList, billable_characters
 from codey.gateway.ratelimit import PerMinuteLimiter
+from codey.store.redis import connect
 from codey.store.sqlite import Database
 
 
@@ -92,7 +91,7 @@ class Gateway:
         cls, settings: Settings, database: Database, backend: str, clock: Clock | None = None
     ) -> Gateway:
         """SQLite for counters and cache by default; Redis for both when `redis_url` is set."""
-        redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
+        redis = connect(settings.redis_url) if settings.redis_url else None
         counters: Counters = RedisCounters(redis) if redis else SQLiteCounters(database)
         tiers: list[Tier] = []
         c = settings.cache
