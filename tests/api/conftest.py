@@ -38,7 +38,8 @@ class Server:
         return self.process.wait()
 
 
-def start_server(tmp: Path, **env_overrides: str) -> Server:
+def start_server(tmp: Path, **env_overrides: str | None) -> Server:
+    """Start `codey serve`; an override of None removes that variable."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODEY_")}
     env.update(
@@ -49,7 +50,11 @@ def start_server(tmp: Path, **env_overrides: str) -> Server:
         CODEY_LIMITS__CHAT__REQUESTS_PER_MINUTE="100000",
         CODEY_LIMITS__COMPLETION__REQUESTS_PER_MINUTE="100000",
     )
-    env.update(env_overrides)
+    for name, value in env_overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     log = tmp / f"server-{port}.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "codey", "serve", "--port", str(port), "--log-level", "warning"],

@@ -23,6 +23,9 @@ class LedgerRow:
     input_chars: int
     output_chars: int
     latency_ms: float
+    """From arrival to answer."""
+    waited_ms: float
+    """Of that, the time spent waiting for a per-minute slot."""
     cached: bool
     status: int
     cost_usd: float

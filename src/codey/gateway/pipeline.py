@@ -61,6 +61,7 @@ class Ticket:
     day: str
     started: float
     input_chars: int
+    waited: float = 0.0
 
 
 class Gateway:
@@ -154,14 +155,14 @@ class Gateway:
                     retry_after=self.quota_day.seconds_to_reset(now),
                 )
             try:
-                await self.limiter.acquire(name, service, limits.requests_per_minute)
+                waited = await self.limiter.acquire(name, service, limits.requests_per_minute)
             except RateLimited:
                 await self.counters.add(key, {"requests": -1})
                 raise
         except RateLimited as exc:
             await self._record(call, day, started, None, status=429, error=exc.message)
             raise
-        return Ticket(call, key, day, started, input_chars)
+        return Ticket(call, key, day, started, input_chars, waited)
 
     async def complete(self, ticket: Ticket, answer: Answer) -> None:
         output_chars = billable_characters(answer.output_text)
@@ -170,7 +171,9 @@ class Gateway:
             ticket.counter_key,
             {"input_chars": ticket.input_chars, "output_chars": output_chars, "tokens": tokens},
         )
-        await self._record(ticket.call, ticket.day, ticket.started, answer, status=200)
+        await self._record(
+            ticket.call, ticket.day, ticket.started, answer, status=200, waited=ticket.waited
+        )
 
     async def fail(self, ticket: Ticket, exc: BaseException) -> None:
         if isinstance(exc, CodeyError):
@@ -229,6 +232,7 @@ class Gateway:
         status: int,
         cached: bool = False,
         error: str | None = None,
+        waited: float = 0.0,
     ) -> None:
         input_chars = billable_characters(call.input_text)
         output_chars = billable_characters(answer.output_text) if answer else 0
@@ -249,6 +253,7 @@ class Gateway:
                 input_chars=input_chars,
                 output_chars=output_chars,
                 latency_ms=(time.perf_counter() - started) * 1000,
+                waited_ms=waited * 1000,
                 cached=cached,
                 status=status,
                 cost_usd=cost,

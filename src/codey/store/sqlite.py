@@ -48,6 +48,7 @@ _SCHEMA = (
         input_chars INTEGER NOT NULL,
         output_chars INTEGER NOT NULL,
         latency_ms REAL NOT NULL,
+        waited_ms REAL NOT NULL,
         cached INTEGER NOT NULL,
         status INTEGER NOT NULL,
         cost_usd REAL NOT NULL,

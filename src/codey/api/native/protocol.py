@@ -117,6 +117,7 @@ class ChatResponse(BaseModel):
     execution_time_ms: float
     tokens_used: int
     history_messages: int
+    cached: bool = False
 
     @classmethod
     def of(cls, result: ChatResult) -> ChatResponse:
@@ -160,6 +161,7 @@ class CompleteResponse(BaseModel):
     suggestions: list[SuggestionOut]
     execution_time_ms: float
     tokens_used: int
+    cached: bool = False
 
     @classmethod
     def of(cls, result: CompletionResult) -> CompleteResponse:

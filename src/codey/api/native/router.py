@@ -73,7 +73,7 @@ async def chat(body: ChatBody, request: Request, who: Caller) -> JSONResponse:
         rendered = ChatResponse.of(result).model_dump()
         return Answer(rendered, result.prompt_tokens, result.completion_tokens, result.response)
 
-    return await serve(request, call, work)
+    return await serve(request, call, work, native=True)
 
 
 @router.post("/complete", response_model=CompleteResponse)
@@ -96,7 +96,7 @@ async def complete(body: CompleteBody, request: Request, who: Caller) -> JSONRes
         text = "".join(s.completion for s in result.suggestions)
         return Answer(rendered, result.prompt_tokens, result.completion_tokens, text)
 
-    return await serve(request, call, work)
+    return await serve(request, call, work, native=True)
 
 
 @router.get("/usage")
