@@ -111,6 +111,7 @@ class LlamaEngine:
                 common += 1
             keep = min(common, last, llm.n_tokens) // chunk * chunk
         llm.n_tokens = keep
+        self._last_prompt = []  # until this prefill completes, nothing in the cache is trusted
         position = keep
         while position < last:
             end = min((position // chunk + 1) * chunk, last)

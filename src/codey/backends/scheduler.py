@@ -104,15 +104,22 @@ class Scheduler:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
+            if job.cancel.is_set():
+                job.future.cancel()
+            if not job.future.set_running_or_notify_cancel():
+                self._done()
+                continue
+            # The depth drops before the caller hears back, so a caller that has its answer
+            # never sees its own job still counted.
             try:
-                if job.cancel.is_set():
-                    job.future.cancel()
-                if not job.future.set_running_or_notify_cancel():
-                    continue
-                try:
-                    job.future.set_result(job.run(job.cancel))
-                except BaseException as exc:
-                    job.future.set_exception(exc)
-            finally:
-                with self._lock:
-                    self._depth -= 1
+                result = job.run(job.cancel)
+            except BaseException as exc:  # handed to the waiting caller
+                self._done()
+                job.future.set_exception(exc)
+            else:
+                self._done()
+                job.future.set_result(result)
+
+    def _done(self) -> None:
+        with self._lock:
+            self._depth -= 1
