@@ -47,10 +47,30 @@ def test_line_that_opens_a_block_keeps_its_body() -> None:
     assert stop_at_scope(text, cursor) == " xs:\n        total += x"
 
 
-def test_block_scope_stops_where_the_code_dedents() -> None:
-    cursor = cursor_at(BODY_PREFIX, BODY_SUFFIX)
+def test_at_the_end_of_a_block_several_statements_stop_where_the_code_dedents() -> None:
+    cursor = cursor_at(BODY_PREFIX, "\n\ndef median(xs):\n    pass\n")
     text = "result = total / len(xs)\n    print(result)\n\ndef median(xs):\n    return 0"
     assert stop_at_scope(text, cursor) == "result = total / len(xs)\n    print(result)"
+
+
+def test_where_code_follows_in_the_block_only_the_line_is_kept() -> None:
+    cursor = cursor_at(BODY_PREFIX, BODY_SUFFIX)
+    text = "result = total / len(xs)\n    print(result)\n    return result"
+    assert stop_at_scope(text, cursor) == "result = total / len(xs)"
+
+
+def test_a_block_whose_body_follows_the_cursor_gets_only_its_header() -> None:
+    prefix = "def pairs(xs):\n    "
+    suffix = "\n        yield x, x\n    return\n"
+    text = "for x in xs:\n        yield x, x\n    return"
+    assert stop_at_scope(text, cursor_at(prefix, suffix)) == "for x in xs:"
+
+
+def test_a_block_opened_before_code_at_its_own_level_gets_its_body() -> None:
+    prefix = "def total(xs):\n    t = 0\n    "
+    suffix = "\n    return t\n"
+    text = "for x in xs:\n        t += x\n    return t"
+    assert stop_at_scope(text, cursor_at(prefix, suffix)) == "for x in xs:\n        t += x"
 
 
 def test_brace_block_keeps_its_closing_line() -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from codey.cli import jobs, keys, model, serve, usage
+from codey.cli import evaluate, jobs, keys, model, serve, usage
 from codey.cli.output import fail
 from codey.config import load_settings
 from codey.errors import CodeyError
@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(model.app, name="model")
 app.add_typer(keys.app, name="keys")
+app.add_typer(evaluate.app, name="eval")
 app.command("generate")(jobs.generate)
 app.command("chat")(jobs.chat)
 app.command("complete")(jobs.complete)

@@ -28,6 +28,8 @@ class Cursor:
     line_suffix: str
     scope: Scope
     block_indent: int
+    next_indent: int | None = None
+    """Indentation of the first code line after the cursor's line; None at the end of code."""
 
     @property
     def at_line_start(self) -> bool:
@@ -45,14 +47,16 @@ def _opens_block(line: str) -> bool:
 def cursor_at(prefix: str, suffix: str) -> Cursor:
     """Decide whether the cursor asks for the rest of a line or for a block of lines."""
     line_prefix = prefix.rsplit("\n", 1)[-1]
-    line_suffix = suffix.split("\n", 1)[0]
+    line_suffix, _, after = suffix.partition("\n")
+    following = next((ln for ln in after.split("\n") if ln.strip()), None)
+    next_indent = None if following is None else _indent_of(following)
     if line_prefix.strip():
-        return Cursor(line_prefix, line_suffix, "line", _indent_of(line_prefix))
+        return Cursor(line_prefix, line_suffix, "line", _indent_of(line_prefix), next_indent)
     if line_prefix:
-        return Cursor(line_prefix, line_suffix, "block", _indent_of(line_prefix))
+        return Cursor(line_prefix, line_suffix, "block", _indent_of(line_prefix), next_indent)
     previous = next((ln for ln in reversed(prefix.split("\n")[:-1]) if ln.strip()), "")
     indent = _indent_of(previous) + (1 if _opens_block(previous) else 0)
-    return Cursor(line_prefix, line_suffix, "block", indent)
+    return Cursor(line_prefix, line_suffix, "block", indent, next_indent)
 
 
 def heal_prefix(prefix: str) -> tuple[str, str]:
@@ -94,26 +98,31 @@ def drop_prefix_echo(text: str, line_prefix: str) -> str:
 
 
 def stop_at_scope(text: str, cursor: Cursor) -> str:
-    """Keep the rest of the line, or the lines of the current block, and nothing after."""
+    """Keep what belongs at the cursor: the rest of its line, or the lines of a block.
+
+    Where code follows in the same block, only the current line (and the body of a block it
+    opens, unless that body is already there) is kept: the code after the hole is the
+    suffix's, not the model's to write again.
+    """
     lines = text.split("\n")
-    if cursor.scope == "line":
-        first = cursor.line_prefix + lines[0]
-        if len(lines) == 1 or not _opens_block(first):
-            return lines[0]
-        body_indent = cursor.block_indent + 1
-        kept = [lines[0]]
-        rest = lines[1:]
+    start = 0
+    if cursor.scope == "block" and not lines[0].strip() and len(lines) > 1:
+        start = 1  # the model began with a newline: its first line is the next one
+    first = lines[start]
+    first_indent = _indent_of(cursor.line_prefix + first if start == 0 else first)
+    kept = lines[: start + 1]
+    opens = _opens_block(cursor.line_prefix + first)
+    nxt = cursor.next_indent
+    if opens and (nxt is None or nxt <= first_indent):
+        body_indent = first_indent + 1  # the block's body is missing: write it
+    elif cursor.scope == "block" and not opens and (nxt is None or nxt < cursor.block_indent):
+        body_indent = cursor.block_indent  # the end of a block: several statements may go here
     else:
-        body_indent = cursor.block_indent
-        kept = [lines[0]]
-        rest = lines[1:]
-        if not lines[0].strip() and lines[0]:
-            kept = []
-            rest = lines
-    for line in rest:
+        return "\n".join(kept).rstrip()
+    for line in lines[start + 1 :]:
         if line.strip() and _indent_of(line) < body_indent:
-            if cursor.scope == "line" and line.strip()[0] in "}])":
-                kept.append(line)  # the closing line of the block the cursor line opened
+            if opens and line.strip()[0] in "}])" and _indent_of(line) >= first_indent:
+                kept.append(line)  # the closing line of the block the first line opened
             break
         kept.append(line)
     return "\n".join(kept).rstrip()

@@ -1,0 +1,79 @@
+"""`codey eval humaneval`: pass@1 of generation, and infilling with and without post-processing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from codey.cli.output import console, errors, print_json
+from codey.cli.runner import run_job
+from codey.evaluation import humaneval
+from codey.runtime import Runtime
+
+app = typer.Typer(help="Measure the quality of the code.", no_args_is_help=True)
+
+PUBLISHED = {"qwen2.5-coder-0.5b-instruct": 0.616}
+"""HumanEval pass@1 published in the Qwen2.5-Coder technical report."""
+
+
+@app.command("humaneval")
+def humaneval_command(
+    ctx: typer.Context,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N problems.")] = None,
+    jobs: Annotated[int, typer.Option(min=1, max=32, help="Sandboxed test runs at once.")] = 2,
+    output: Annotated[Path, typer.Option(help="Folder for the summary and per-case files.")] = Path(
+        "artifacts/humaneval"
+    ),
+    infill: Annotated[bool, typer.Option(help="Also run the infilling evaluation.")] = True,
+    max_tokens: Annotated[int, typer.Option(min=16, help="Generation budget per problem.")] = 512,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """HumanEval's problems through the generation service (pass@1), and every line of every
+    canonical solution masked and filled in by the completion service."""
+    problems = humaneval.load(limit)
+    output.mkdir(parents=True, exist_ok=True)
+
+    async def job(runtime: Runtime) -> dict[str, object]:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=errors) as progress:
+            task = progress.add_task("generation", total=len(problems))
+            generation = await humaneval.generation_cases(
+                runtime, problems, jobs, lambda n: progress.advance(task, n), max_tokens
+            )
+            infill_cases: list[humaneval.InfillCase] = []
+            if infill:
+                task = progress.add_task("infilling", total=humaneval.count_masked(problems))
+                infill_cases = await humaneval.infill_cases(
+                    runtime, problems, jobs, lambda n: progress.advance(task, n), 48
+                )
+        _write(output / "generation.jsonl", humaneval.as_records(generation))
+        _write(output / "infill.jsonl", humaneval.as_records(infill_cases))
+        result = humaneval.summary(generation, infill_cases)
+        result["model"] = runtime.backend.model_id
+        result["published_pass@1"] = PUBLISHED.get(runtime.backend.model_id)
+        (output / "summary.json").write_text(json.dumps(result, indent=2))
+        return result
+
+    result = run_job(ctx, as_json, job)
+    if as_json:
+        print_json(result)
+        return
+    table = Table("measure", "value", title=f"HumanEval, {result['problems']} problems")
+    for key, value in result.items():
+        table.add_row(key, f"{value:.1%}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"[dim]per-case results in {output}/[/]")
+
+
+def _write(path: Path, records: list[dict[str, object]]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))

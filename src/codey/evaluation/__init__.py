@@ -1,0 +1,1 @@
+"""Measuring how good the code is: HumanEval and an infilling evaluation built on it."""
