@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from codey import __version__
-from codey.api import health
+from codey.api import health, observability
 from codey.api.errors import HttpError, dialect_of, from_codey, from_validation, render
 from codey.api.limits import BodyLimit
 from codey.api.models import served_names
@@ -24,6 +24,7 @@ from codey.api.vertex.router import router as vertex_router
 from codey.config import Settings
 from codey.errors import CodeyError
 from codey.gateway.clock import Clock
+from codey.gateway.metrics import Metrics
 from codey.gateway.pipeline import Gateway
 from codey.runtime import Runtime
 
@@ -42,8 +43,14 @@ def create_app(
         started = runtime or await asyncio.to_thread(Runtime.start, settings)
         app.state.runtime = started
         app.state.started_at = time.time()
+        metrics = Metrics()
+        backend = started.backend
+        metrics.watch_engine(
+            lambda: getattr(backend, "queue_depth", 0), lambda: getattr(backend, "decode_rate", 0)
+        )
+        app.state.metrics = metrics
         app.state.gateway = Gateway.build(
-            settings, started.database, started.backend.name, clock=clock
+            settings, started.database, backend.name, clock=clock, metrics=metrics
         )
         app.state.model_names = served_names(
             started.backend.model_id, settings.server.model_aliases
@@ -85,6 +92,7 @@ def create_app(
         return render(error, dialect_of(request.url.path))
 
     app.include_router(health.router)
+    app.include_router(observability.router)
     app.include_router(native_router)
     app.include_router(openai_router)
     app.include_router(vertex_router)

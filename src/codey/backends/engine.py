@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class LlamaEngine:
         self.metadata: dict[str, str] = dict(self.llm.metadata)
         self._vocab = self.llm._model.vocab
         self._chunk = min(PREFILL_CHUNK, batch_size)
+        self.decode_rate = 0.0
+        """Tokens per second of the last answer's decoding (prompt evaluation excluded)."""
         self._last_prompt: list[int] = []
 
     def tokenize(self, text: str, *, special: bool, add_bos: bool = False) -> list[int]:
@@ -167,6 +170,7 @@ class LlamaEngine:
         text, sent = "", 0
         tokens: list[TokenLogprob] = []
         finish: FinishReason = "length"
+        started = time.perf_counter()
         try:
             for step in range(budget):
                 if cancel.is_set():
@@ -204,6 +208,9 @@ class LlamaEngine:
                 self.llm.eval([token])
         finally:
             sampler.close()
+        elapsed = time.perf_counter() - started
+        if len(tokens) > 1 and elapsed > 0:
+            self.decode_rate = len(tokens) / elapsed
         if on_delta:
             on_delta(
                 Delta(

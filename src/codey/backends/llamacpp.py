@@ -87,6 +87,10 @@ class LlamaCppBackend(Backend):
     def queue_depth(self) -> int:
         return self.scheduler.depth
 
+    @property
+    def decode_rate(self) -> float:
+        return self.engine.decode_rate
+
     async def count_tokens(self, prompt: Prompt) -> int:
         tokens, _ = await asyncio.to_thread(self._render, prompt)
         return len(tokens)

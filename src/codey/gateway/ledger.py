@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import astuple, dataclass, fields
+from datetime import datetime, timedelta
 from typing import Any
 
+from codey.gateway.clock import QuotaDay
 from codey.store.sqlite import Database
 
 
@@ -90,6 +92,56 @@ class Ledger:
             for r in rows
         ]
 
+    def stats(
+        self, day: str, quota_day: QuotaDay, now: datetime, principal: str | None = None
+    ) -> dict[str, Any]:
+        """Latency histogram and percentiles per service for `day`, totals of the last seven
+        days, and the ten latest errors."""
+        who, args = ("", []) if principal is None else (" AND principal = ?", [principal])
+        with self._db.transaction() as conn:
+            rows = conn.execute(
+                f"SELECT service, latency_ms FROM ledger WHERE day = ? AND status < 400{who}",
+                [day, *args],
+            ).fetchall()
+            errors = conn.execute(
+                "SELECT ts, service, dialect, status, error FROM ledger "
+                f"WHERE status >= 400{who} ORDER BY id DESC LIMIT 10",
+                args,
+            ).fetchall()
+        by_service: dict[str, list[float]] = {}
+        for row in rows:
+            by_service.setdefault(row["service"], []).append(row["latency_ms"] / 1000)
+        days = [quota_day.day(now - timedelta(days=n)) for n in range(6, -1, -1)]
+        return {
+            "day": day,
+            "latency": {s: _latency(v) for s, v in sorted(by_service.items())},
+            "history": self.history(days, principal),
+            "days": days,
+            "errors": [dict(e) for e in errors],
+        }
+
     def count(self) -> int:
         with self._db.transaction() as conn:
             return conn.execute("SELECT count(*) FROM ledger").fetchone()[0]
+
+
+LATENCY_EDGES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+
+
+def _latency(seconds: list[float]) -> dict[str, Any]:
+    ordered = sorted(seconds)
+
+    def percentile(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4)
+
+    counts = [0] * (len(LATENCY_EDGES) + 1)
+    for value in ordered:
+        counts[next((i for i, e in enumerate(LATENCY_EDGES) if value <= e), -1)] += 1
+    return {
+        "count": len(ordered),
+        "p50": percentile(0.5),
+        "p95": percentile(0.95),
+        "p99": percentile(0.99),
+        "edges": list(LATENCY_EDGES),
+        "counts": counts,
+    }

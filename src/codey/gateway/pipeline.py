@@ -20,6 +20,7 @@ from codey.gateway.cache import MemoryTier, RedisTier, ResponseCache, SQLiteTier
 from codey.gateway.clock import Clock, QuotaDay, SystemClock
 from codey.gateway.counters import Counters, RedisCounters, SQLiteCounters
 from codey.gateway.ledger import Ledger, LedgerRow
+from codey.gateway.metrics import Metrics
 from codey.gateway.pricing import PriceList, billable_characters
 from codey.gateway.ratelimit import PerMinuteLimiter
 from codey.store.redis import connect
@@ -75,8 +76,10 @@ class Gateway:
         ledger: Ledger,
         backend: str,
         clock: Clock | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.keyring = KeyRing(settings.auth.keys)
         self.counters = counters
         self.limiter = limiter
@@ -89,7 +92,12 @@ class Gateway:
 
     @classmethod
     def build(
-        cls, settings: Settings, database: Database, backend: str, clock: Clock | None = None
+        cls,
+        settings: Settings,
+        database: Database,
+        backend: str,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
     ) -> Gateway:
         """SQLite for counters and cache by default; Redis for both when `redis_url` is set."""
         redis = connect(settings.redis_url) if settings.redis_url else None
@@ -108,6 +116,7 @@ class Gateway:
             ledger=Ledger(database),
             backend=backend,
             clock=clock,
+            metrics=metrics,
         )
 
     def limits_for(self, principal: Principal, service: str) -> ServiceLimits:
@@ -149,7 +158,10 @@ class Gateway:
         input_chars = billable_characters(call.input_text)
         try:
             await self._check_budgets(key, limits, input_chars, now)
-            if not await self.counters.admit(key, limits.requests_per_day):
+            admitted = await self.counters.admit(key, limits.requests_per_day)
+            used = (await self.counters.get(key))["requests"]
+            self.metrics.quota(service, name, used, limits.requests_per_day)
+            if not admitted:
                 raise RateLimited(
                     f"{name} has used its {limits.requests_per_day} {service} requests for {day}.",
                     retry_after=self.quota_day.seconds_to_reset(now),
@@ -176,8 +188,9 @@ class Gateway:
         )
 
     async def fail(self, ticket: Ticket, exc: BaseException) -> None:
+        kind = type(exc).__name__
         if isinstance(exc, CodeyError):
-            status, error = exc.status, exc.message
+            status, error, kind = exc.status, exc.message, exc.kind
         elif isinstance(exc, asyncio.CancelledError):
             status, error = 499, "the client went away"
         else:
@@ -185,7 +198,14 @@ class Gateway:
         if status >= 499:  # a failure inside codey, not the caller's: give the request back
             await self.counters.add(ticket.counter_key, {"requests": -1})
         await self._record(
-            ticket.call, ticket.day, ticket.started, None, status=status, error=error
+            ticket.call,
+            ticket.day,
+            ticket.started,
+            None,
+            status=status,
+            error=error,
+            waited=ticket.waited,
+            kind=kind,
         )
 
     async def _check_budgets(
@@ -233,30 +253,31 @@ class Gateway:
         cached: bool = False,
         error: str | None = None,
         waited: float = 0.0,
+        kind: str | None = None,
     ) -> None:
         input_chars = billable_characters(call.input_text)
         output_chars = billable_characters(answer.output_text) if answer else 0
         cost = 0.0
         if answer is not None and not cached:
             cost = self.prices.cost(call.service, call.model, input_chars, output_chars)  # type: ignore[arg-type]
-        await self.ledger.record(
-            LedgerRow(
-                ts=time.time(),
-                day=day,
-                principal=call.principal.name,
-                service=call.service,
-                dialect=call.dialect,
-                model=call.model,
-                backend=self.backend,
-                prompt_tokens=0 if cached or answer is None else answer.prompt_tokens,
-                completion_tokens=0 if cached or answer is None else answer.completion_tokens,
-                input_chars=input_chars,
-                output_chars=output_chars,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                waited_ms=waited * 1000,
-                cached=cached,
-                status=status,
-                cost_usd=cost,
-                error=error,
-            )
+        row = LedgerRow(
+            ts=time.time(),
+            day=day,
+            principal=call.principal.name,
+            service=call.service,
+            dialect=call.dialect,
+            model=call.model,
+            backend=self.backend,
+            prompt_tokens=0 if cached or answer is None else answer.prompt_tokens,
+            completion_tokens=0 if cached or answer is None else answer.completion_tokens,
+            input_chars=input_chars,
+            output_chars=output_chars,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            waited_ms=waited * 1000,
+            cached=cached,
+            status=status,
+            cost_usd=cost,
+            error=error,
         )
+        self.metrics.observe(row, kind)
+        await self.ledger.record(row)

@@ -1,0 +1,40 @@
+"""/metrics for Prometheus, /api/v1/codey/stats for the dashboard, and the dashboard itself."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from codey.api.calls import gateway_of, principal
+
+router = APIRouter(tags=["observability"])
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    body = generate_latest(request.app.state.metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/v1/codey/stats")
+async def stats(request: Request) -> dict[str, Any]:
+    """Latency histograms and percentiles per service today, seven days of totals, and the
+    latest errors: what the dashboard draws."""
+    who = await principal(request)
+    gateway = gateway_of(request)
+    now = gateway.clock.now()
+    today = gateway.quota_day.day(now)
+    name = None if who.admin else who.name
+    return await asyncio.to_thread(gateway.ledger.stats, today, gateway.quota_day, now, name)
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def dashboard() -> HTMLResponse:
+    page = resources.files("codey.api").joinpath("dashboard.html").read_text()
+    return HTMLResponse(page)

@@ -1,0 +1,83 @@
+"""Prometheus metrics, one registry per app, fed by the ledger rows as they are written."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from codey.gateway.ledger import LedgerRow
+
+# From a cache hit (milliseconds) to a long generation (a minute or two) on a CPU.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "codey_requests",
+            "Requests by service, dialect, HTTP status and cache result.",
+            ["service", "dialect", "status", "cache"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "codey_request_duration_seconds",
+            "Time from arrival to answer.",
+            ["service"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "codey_prompt_tokens", "Prompt tokens sent to the engine.", ["service"], registry=r
+        )
+        self.completion_tokens = Counter(
+            "codey_completion_tokens", "Tokens generated.", ["service"], registry=r
+        )
+        self.cost = Counter("codey_cost_dollars", "Estimated cost.", ["service"], registry=r)
+        self.quota_used = Gauge(
+            "codey_quota_used_requests",
+            "Requests counted against today's quota.",
+            ["service", "principal"],
+            registry=r,
+        )
+        self.quota_remaining = Gauge(
+            "codey_quota_remaining_requests",
+            "Requests left in today's quota.",
+            ["service", "principal"],
+            registry=r,
+        )
+        self.backend_errors = Counter(
+            "codey_backend_errors",
+            "Failures inside codey or its backend, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "codey_engine_queue_depth", "Engine jobs queued or running.", registry=r
+        )
+        self.decode_rate = Gauge(
+            "codey_engine_decode_tokens_per_second",
+            "Decode speed of the last answer.",
+            registry=r,
+        )
+
+    def watch_engine(self, depth: Callable[[], float], rate: Callable[[], float]) -> None:
+        self.queue_depth.set_function(depth)
+        self.decode_rate.set_function(rate)
+
+    def observe(self, row: LedgerRow, kind: str | None = None) -> None:
+        cache = "hit" if row.cached else "miss"
+        self.requests.labels(row.service, row.dialect, str(row.status), cache).inc()
+        self.latency.labels(row.service).observe(row.latency_ms / 1000)
+        self.prompt_tokens.labels(row.service).inc(row.prompt_tokens)
+        self.completion_tokens.labels(row.service).inc(row.completion_tokens)
+        self.cost.labels(row.service).inc(row.cost_usd)
+        if row.status >= 499 and kind:
+            self.backend_errors.labels(kind).inc()
+
+    def quota(self, service: str, principal: str, used: int, limit: int | None) -> None:
+        self.quota_used.labels(service, principal).set(used)
+        if limit is not None:
+            self.quota_remaining.labels(service, principal).set(max(limit - used, 0))

@@ -1,0 +1,131 @@
+"""Prometheus metrics and the dashboard, against real servers and a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ready
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.api.conftest import Server, start_server
+
+pytestmark = pytest.mark.model
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+
+
+def samples(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = client.get("/metrics").text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def requests_total(values: dict, status: str, cache: str) -> float:  # type: ignore[type-arg]
+    labels = (
+        ("cache", cache),
+        ("dialect", "native"),
+        ("service", "generation"),
+        ("status", status),
+    )
+    return values.get(("codey_requests_total", labels), 0.0)
+
+
+def test_a_miss_a_hit_and_a_429_each_move_their_counter_by_one(tmp_path: Path) -> None:
+    server = start_server(tmp_path, CODEY_LIMITS__GENERATION__REQUESTS_PER_DAY="2")
+    body = {
+        "prompt": f"a function named f_{uuid.uuid4().hex[:6]} that returns 1",
+        "max_tokens": 32,
+        "temperature": 0,
+    }
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            before = samples(client)
+            assert client.post("/api/v1/codey/generate", json=body).status_code == 200
+            after_miss = samples(client)
+            assert client.post("/api/v1/codey/generate", json=body).json()["cached"] is True
+            after_hit = samples(client)
+            client.post("/api/v1/codey/generate", json={**body, "max_tokens": 16})
+            refused = client.post("/api/v1/codey/generate", json={**body, "max_tokens": 8})
+            assert refused.status_code == 429
+            after_429 = samples(client)
+    finally:
+        server.stop()
+    assert requests_total(after_miss, "200", "miss") - requests_total(before, "200", "miss") == 1
+    assert requests_total(after_hit, "200", "hit") - requests_total(after_miss, "200", "hit") == 1
+    assert requests_total(after_hit, "200", "miss") == requests_total(after_miss, "200", "miss")
+    assert requests_total(after_429, "429", "miss") - requests_total(after_hit, "429", "miss") == 1
+    tokens = ("codey_completion_tokens_total", (("service", "generation"),))
+    assert after_miss[tokens] > before.get(tokens, 0)
+    assert after_hit[tokens] == after_miss[tokens]  # a hit generates nothing
+    count = ("codey_request_duration_seconds_count", (("service", "generation"),))
+    assert after_miss[count] == 1
+    remaining = (
+        "codey_quota_remaining_requests",
+        (("principal", "anonymous"), ("service", "generation")),
+    )
+    assert after_429[remaining] == 0
+    assert ("codey_engine_queue_depth", ()) in after_429
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("needs Debian's chromium and chromium-driver (scripts/test.sh installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or ""
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,2000",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_the_dashboard_shows_the_apis_numbers_and_the_playground_returns_code(
+    server: Server, browser: webdriver.Chrome
+) -> None:
+    driver = browser
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        client.post(
+            "/api/v1/codey/complete", json={"prefix": "import numpy as ", "max_completions": 1}
+        )
+        usage = client.get("/api/v1/codey/usage").json()
+    driver.get(server.url + "/")
+    wait = WebDriverWait(driver, 60)
+    wait.until(ready.presence_of_element_located((By.ID, "usage-completion-requests")))
+    for service, numbers in usage["services"].items():
+        shown = driver.find_element(By.ID, f"usage-{service}-requests").text
+        assert shown.replace(",", "") == str(numbers["requests"])
+        quota = driver.find_element(By.ID, f"usage-{service}-quota").text
+        assert quota.replace(",", "") == str(numbers["quota"])
+    wait.until(ready.presence_of_element_located((By.ID, "latency-completion-percentiles")))
+
+    driver.find_element(By.ID, "play-generate-run").click()
+    wait = WebDriverWait(driver, 180)
+    wait.until(lambda d: "def " in d.find_element(By.ID, "play-output").text)
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+    logs = driver.get_log("browser")
+    assert [entry for entry in logs if entry["level"] == "SEVERE"] == [], json.dumps(logs)
