@@ -3,6 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The dashboard test drives a real headless Chromium: Debian's, with its driver.
+if ! command -v chromedriver >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "Installing Debian's chromium and chromium-driver for the dashboard test ..."
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 exec .venv/bin/pytest "$@"

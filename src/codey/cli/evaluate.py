@@ -29,7 +29,8 @@ def humaneval_command(
     output: Annotated[Path, typer.Option(help="Folder for the summary and per-case files.")] = Path(
         "artifacts/humaneval"
     ),
-    infill: Annotated[bool, typer.Option(help="Also run the infilling evaluation.")] = True,
+    generation: Annotated[bool, typer.Option(help="Run the generation evaluation.")] = True,
+    infill: Annotated[bool, typer.Option(help="Run the infilling evaluation.")] = True,
     max_tokens: Annotated[int, typer.Option(min=16, help="Generation budget per problem.")] = 512,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -46,19 +47,21 @@ def humaneval_command(
             TimeRemainingColumn(),
         )
         with Progress(*columns, console=errors) as progress:
-            task = progress.add_task("generation", total=len(problems))
-            generation = await humaneval.generation_cases(
-                runtime, problems, jobs, lambda n: progress.advance(task, n), max_tokens
-            )
+            generation_cases: list[humaneval.GenerationCase] = []
+            if generation:
+                task = progress.add_task("generation", total=len(problems))
+                generation_cases = await humaneval.generation_cases(
+                    runtime, problems, jobs, lambda n: progress.advance(task, n), max_tokens
+                )
             infill_cases: list[humaneval.InfillCase] = []
             if infill:
                 task = progress.add_task("infilling", total=humaneval.count_masked(problems))
                 infill_cases = await humaneval.infill_cases(
                     runtime, problems, jobs, lambda n: progress.advance(task, n), 48
                 )
-        _write(output / "generation.jsonl", humaneval.as_records(generation))
+        _write(output / "generation.jsonl", humaneval.as_records(generation_cases))
         _write(output / "infill.jsonl", humaneval.as_records(infill_cases))
-        result = humaneval.summary(generation, infill_cases)
+        result = humaneval.summary(generation_cases, infill_cases)
         result["model"] = runtime.backend.model_id
         result["published_pass@1"] = PUBLISHED.get(runtime.backend.model_id)
         (output / "summary.json").write_text(json.dumps(result, indent=2))

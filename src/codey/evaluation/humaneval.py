@@ -173,7 +173,7 @@ def summary(generation: list[GenerationCase], infill: list[InfillCase]) -> dict[
         return round(sum(values) / len(values), 4) if values else 0.0
 
     return {
-        "problems": len(generation),
+        "problems": len({c.task_id for c in generation} | {c.task_id for c in infill}),
         "pass@1": rate([c.passed for c in generation]),
         "infill_lines": len(infill),
         "infill_pass@1_postprocessed": rate([c.passed_processed for c in infill]),

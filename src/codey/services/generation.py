@@ -50,6 +50,7 @@ class GenerationResult:
         return self.prompt_tokens + self.completion_tokens
 
 
+CLOSING_FENCE = "\n```\n"
 SYSTEM_PROMPT = (
     "You are an expert {language}programmer. Write complete, working, idiomatic code that "
     "does what the user asks: whole functions or classes with their imports, no placeholders. "
@@ -117,5 +118,7 @@ def _prepare(request: GenerationRequest) -> tuple[ChatPrompt, SamplingParams]:
         top_p=request.top_p,
         top_k=request.top_k,
         seed=request.seed,
+        # The code ends where its fence closes; prose after it would only cost time.
+        stop=(CLOSING_FENCE,) if request.language else (),
     )
     return ChatPrompt(build_messages(request)), params
