@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from codey.cli import evaluate, jobs, keys, model, serve, usage
+from codey.cli import bench, evaluate, jobs, keys, model, serve, usage
 from codey.cli.output import fail
 from codey.config import load_settings
 from codey.errors import CodeyError
@@ -27,6 +27,7 @@ app.command("chat")(jobs.chat)
 app.command("complete")(jobs.complete)
 app.command("serve")(serve.serve)
 app.command("usage")(usage.usage)
+app.command("bench")(bench.bench)
 
 
 @app.callback()

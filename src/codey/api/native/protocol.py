@@ -118,6 +118,7 @@ class ChatResponse(BaseModel):
     tokens_used: int
     history_messages: int
     cached: bool = False
+    usage_stats: UsageStats
 
     @classmethod
     def of(cls, result: ChatResult) -> ChatResponse:
@@ -128,6 +129,11 @@ class ChatResponse(BaseModel):
             execution_time_ms=round(result.elapsed_ms, 1),
             tokens_used=result.tokens_used,
             history_messages=result.history_messages,
+            usage_stats=UsageStats(
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                total_tokens=result.tokens_used,
+            ),
         )
 
 
@@ -162,6 +168,7 @@ class CompleteResponse(BaseModel):
     execution_time_ms: float
     tokens_used: int
     cached: bool = False
+    usage_stats: UsageStats
 
     @classmethod
     def of(cls, result: CompletionResult) -> CompleteResponse:
@@ -172,4 +179,9 @@ class CompleteResponse(BaseModel):
             ],
             execution_time_ms=round(result.elapsed_ms, 1),
             tokens_used=result.tokens_used,
+            usage_stats=UsageStats(
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                total_tokens=result.tokens_used,
+            ),
         )

@@ -1,0 +1,1 @@
+"""`codey bench`: a workload over the three services, measured against the bare engine."""

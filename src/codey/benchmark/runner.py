@@ -1,0 +1,167 @@
+"""Run a workload against a server over HTTP or the services in-process, then the same prompts
+on the bare engine, and summarise both."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from codey.backends.base import Message
+from codey.backends.fim import FIM_TEMPLATES
+from codey.benchmark.workload import Job
+from codey.runtime import Runtime
+from codey.services.chat import ChatRequest, system_prompt
+from codey.services.completion import CompletionRequest
+from codey.services.generation import GenerationRequest, build_messages
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Sample:
+    service: str
+    seconds: float
+    completion_tokens: int
+    ok: bool
+
+
+async def _gather(
+    jobs: list[Job], concurrency: int, one: Callable[[Job], Awaitable[Sample]], progress: Progress
+) -> tuple[list[Sample], float]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def guarded(job: Job) -> Sample:
+        async with gate:
+            sample = await one(job)
+            progress(1)
+            return sample
+
+    started = time.perf_counter()
+    samples = await asyncio.gather(*(guarded(job) for job in jobs))
+    return list(samples), time.perf_counter() - started
+
+
+async def over_http(
+    url: str, key: str | None, jobs: list[Job], concurrency: int, progress: Progress
+) -> tuple[list[Sample], float]:
+    headers = {"cache-control": "no-cache, no-store"}
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600, limits=limits) as c:
+
+        async def one(job: Job) -> Sample:
+            started = time.perf_counter()
+            response = await c.post(job.path, json=job.body)
+            seconds = time.perf_counter() - started
+            if response.status_code != 200:
+                return Sample(job.service, seconds, 0, False)
+            return Sample(
+                job.service, seconds, response.json()["usage_stats"]["completion_tokens"], True
+            )
+
+        return await _gather(jobs, concurrency, one, progress)
+
+
+async def in_process(
+    runtime: Runtime, jobs: list[Job], concurrency: int, progress: Progress
+) -> tuple[list[Sample], float]:
+    async def one(job: Job) -> Sample:
+        b = job.body
+        started = time.perf_counter()
+        if job.service == "generation":
+            r: Any = await runtime.generation.generate(
+                GenerationRequest(b["prompt"], max_tokens=b["max_tokens"], temperature=0)
+            )
+        elif job.service == "chat":
+            r = await runtime.chat.chat(
+                ChatRequest(b["message"], max_tokens=b["max_tokens"], temperature=0)
+            )
+        else:
+            r = await runtime.completion.complete(
+                CompletionRequest(
+                    b["prefix"], b["suffix"], max_completions=1, max_tokens=b["max_tokens"]
+                )
+            )
+        return Sample(job.service, time.perf_counter() - started, r.completion_tokens, True)
+
+    return await _gather(jobs, concurrency, one, progress)
+
+
+async def bare_engine(runtime: Runtime, jobs: list[Job], progress: Progress) -> list[Sample]:
+    """The same prompts straight into llama-cpp-python, one at a time on the engine's thread."""
+    llm = runtime.backend.engine.llm  # type: ignore[attr-defined]
+    scheduler = runtime.backend.scheduler  # type: ignore[attr-defined]
+    samples = []
+    for job in jobs:
+        b = job.body
+        if job.service == "completion":
+            prompt = FIM_TEMPLATES["qwen"].render(b["prefix"], b["suffix"])
+            tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+
+            def call(cancel: object, tokens: list[int] = tokens, n: int = b["max_tokens"]) -> Any:
+                return llm.create_completion(tokens, max_tokens=n, temperature=0)
+        else:
+            if job.service == "generation":
+                turns = build_messages(GenerationRequest(b["prompt"]))
+            else:
+                turns = [_system(), _user(b["message"])]
+            messages = [{"role": m.role, "content": m.content} for m in turns]
+
+            def call(
+                cancel: object, messages: list[Any] = messages, n: int = b["max_tokens"]
+            ) -> Any:
+                return llm.create_chat_completion(messages, max_tokens=n, temperature=0)
+
+        started = time.perf_counter()
+        out = await scheduler.call(call)
+        # What the bare call left in the KV cache was not laid out by codey's prefill: drop it.
+        await scheduler.call(lambda cancel: llm.reset())
+        samples.append(
+            Sample(
+                job.service, time.perf_counter() - started, out["usage"]["completion_tokens"], True
+            )
+        )
+        progress(1)
+    return samples
+
+
+def _system() -> Message:
+    return Message("system", system_prompt(None, None))
+
+
+def _user(text: str) -> Message:
+    return Message("user", text)
+
+
+def summarise(samples: list[Sample], wall: float, bare: list[Sample]) -> dict[str, Any]:
+    by_service: dict[str, Any] = {}
+    for service in sorted({s.service for s in samples}):
+        ok = [s for s in samples if s.service == service and s.ok]
+        base = [s for s in bare if s.service == service]
+        seconds = sorted(s.seconds for s in ok)
+        tps = sum(s.completion_tokens for s in ok) / sum(seconds) if seconds else 0.0
+        bare_tps = (
+            sum(s.completion_tokens for s in base) / sum(s.seconds for s in base) if base else 0.0
+        )
+        by_service[service] = {
+            "requests": len([s for s in samples if s.service == service]),
+            "errors": len([s for s in samples if s.service == service and not s.ok]),
+            "min_s": round(seconds[0], 3) if seconds else None,
+            "median_s": round(statistics.median(seconds), 3) if seconds else None,
+            "p95_s": round(seconds[min(len(seconds) - 1, int(0.95 * len(seconds)))], 3)
+            if seconds
+            else None,
+            "max_s": round(seconds[-1], 3) if seconds else None,
+            "requests_per_s": round(len(ok) / wall, 3) if wall else 0.0,
+            "tokens_per_s": round(tps, 1),
+            "bare_tokens_per_s": round(bare_tps, 1),
+            "ratio_to_bare": round(tps / bare_tps, 3) if bare_tps else None,
+        }
+    return by_service
