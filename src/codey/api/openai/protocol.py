@@ -157,6 +157,24 @@ class ChatCompletion(BaseModel):
     choices: list[ChatChoice]
     usage: Usage
 
+    @classmethod
+    def of(cls, model: str, generation: Generation, *, logprobs: bool) -> ChatCompletion:
+        return cls(
+            id=new_id("chatcmpl"),
+            created=now(),
+            model=model,
+            choices=[
+                ChatChoice(
+                    index=i,
+                    message=ChatMessageOut(content=choice.text),
+                    logprobs=chat_logprobs(choice) if logprobs else None,
+                    finish_reason=choice.finish_reason,
+                )
+                for i, choice in enumerate(generation.choices)
+            ],
+            usage=Usage.of(generation),
+        )
+
 
 class CompletionLogprobs(BaseModel):
     tokens: list[str]
@@ -179,6 +197,24 @@ class Completion(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: Usage
+
+    @classmethod
+    def of(cls, model: str, generation: Generation, echo: str, *, logprobs: bool) -> Completion:
+        return cls(
+            id=new_id("cmpl"),
+            created=now(),
+            model=model,
+            choices=[
+                CompletionChoice(
+                    index=i,
+                    text=echo + choice.text,
+                    logprobs=completion_logprobs(choice, len(echo)) if logprobs else None,
+                    finish_reason=choice.finish_reason,
+                )
+                for i, choice in enumerate(generation.choices)
+            ],
+            usage=Usage.of(generation),
+        )
 
 
 def new_id(prefix: str) -> str:

@@ -12,16 +12,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from codey.api.calls import first_and_rest, gateway_of, new_call, principal, serve
 from codey.api.models import require_model
 from codey.api.openai.protocol import (
-    ChatChoice,
     ChatCompletion,
     ChatCompletionRequest,
-    ChatMessageOut,
     Completion,
-    CompletionChoice,
     CompletionRequest,
-    Usage,
     chat_logprobs,
-    completion_logprobs,
     new_id,
     now,
 )
@@ -78,21 +73,7 @@ async def chat_completions(
 
     async def work() -> Answer:
         generation = await runtime.chat.reply(messages, params)
-        rendered = ChatCompletion(
-            id=new_id("chatcmpl"),
-            created=now(),
-            model=body.model,
-            choices=[
-                ChatChoice(
-                    index=i,
-                    message=ChatMessageOut(content=choice.text),
-                    logprobs=chat_logprobs(choice) if body.logprobs else None,
-                    finish_reason=choice.finish_reason,
-                )
-                for i, choice in enumerate(generation.choices)
-            ],
-            usage=Usage.of(generation),
-        )
+        rendered = ChatCompletion.of(body.model, generation, logprobs=body.logprobs)
         return _answer(rendered.model_dump(), generation)
 
     return await serve(request, call, work)
@@ -125,23 +106,7 @@ async def completions(
     async def work() -> Answer:
         generation = await runtime.completion.raw(prompt, body.suffix, params)
         echo = prompt if body.echo else ""
-        rendered = Completion(
-            id=new_id("cmpl"),
-            created=now(),
-            model=body.model,
-            choices=[
-                CompletionChoice(
-                    index=i,
-                    text=echo + choice.text,
-                    logprobs=completion_logprobs(choice, len(echo))
-                    if body.logprobs is not None
-                    else None,
-                    finish_reason=choice.finish_reason,
-                )
-                for i, choice in enumerate(generation.choices)
-            ],
-            usage=Usage.of(generation),
-        )
+        rendered = Completion.of(body.model, generation, echo, logprobs=body.logprobs is not None)
         return _answer(rendered.model_dump(), generation)
 
     return await serve(request, call, work)
