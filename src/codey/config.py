@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
@@ -88,6 +88,7 @@ class ServerSettings(_Section):
 
 
 Service = Literal["generation", "chat", "completion"]
+SERVICES: tuple[Service, ...] = ("generation", "chat", "completion")
 
 
 class ServiceLimits(_Section):
@@ -124,7 +125,7 @@ class ApiKey(_Section):
 
     name: str = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    services: list[Service] = Field(default_factory=lambda: ["generation", "chat", "completion"])
+    services: list[Service] = Field(default_factory=lambda: list(SERVICES))
     admin: bool = False
     limits: dict[Service, ServiceLimits] = Field(
         default_factory=dict, description="Overrides of the service limits for this key."
@@ -142,9 +143,7 @@ class CacheSettings(_Section):
     enabled: bool = True
     memory_entries: int = Field(default=1024, ge=0, description="In-memory LRU tier size.")
     persistent: bool = Field(default=True, description="SQLite tier (or Redis in shared mode).")
-    ttl_seconds: dict[Service, int] = Field(
-        default_factory=lambda: {"generation": 3600, "chat": 3600, "completion": 3600}
-    )
+    ttl_seconds: dict[Service, int] = Field(default_factory=lambda: dict.fromkeys(SERVICES, 3600))
     all_temperatures: bool = Field(
         default=False, description="Also cache sampled answers (temperature > 0)."
     )
@@ -157,17 +156,17 @@ class Price(_Section):
     output_per_1k_chars: float = Field(default=0.0005, ge=0)
 
 
+_BATCH_PRICES: dict[Service, Price] = {
+    "generation": Price(input_per_1k_chars=0.0002, output_per_1k_chars=0.0004)
+}
+
+
 class PricingSettings(_Section):
     """Vertex AI's published Codey prices by default; per model overrides by service."""
 
-    services: dict[Service, Price] = Field(
-        default_factory=lambda: {s: Price() for s in ("generation", "chat", "completion")}
-    )
+    services: dict[Service, Price] = Field(default_factory=lambda: {s: Price() for s in SERVICES})
     batch: dict[Service, Price] = Field(
-        default_factory=lambda: {
-            "generation": Price(input_per_1k_chars=0.0002, output_per_1k_chars=0.0004)
-        },
-        description="Prices of batch requests.",
+        default_factory=lambda: _BATCH_PRICES.copy(), description="Prices of batch requests."
     )
     models: dict[str, dict[Service, Price]] = Field(default_factory=dict)
 
@@ -206,7 +205,7 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
 
-def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings from the environment, `config_file` (TOML) and explicit overrides."""
     if config_file is None:
         return Settings(**overrides)

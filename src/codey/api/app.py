@@ -40,7 +40,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        started = runtime or await asyncio.to_thread(Runtime.start, settings)
+        started: Runtime = (
+            runtime if runtime is not None else await asyncio.to_thread(Runtime.start, settings)
+        )
         app.state.runtime = started
         app.state.started_at = time.time()
         metrics = Metrics()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -130,7 +131,7 @@ class LlamaCppBackend(Backend):
         if isinstance(prompt, ChatPrompt):
             if self._chat is None:
                 raise InvalidRequest(f"The model {self.model_id} has no chat template.")
-            messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+            messages: list[Any] = [{"role": m.role, "content": m.content} for m in prompt.messages]
             rendered = self._chat(messages=messages)
             stop = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop or ""]
             return engine.tokenize(rendered.prompt, special=True), tuple(s for s in stop if s)

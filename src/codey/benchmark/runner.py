@@ -105,8 +105,7 @@ async def bare_engine(runtime: Runtime, jobs: list[Job], progress: Progress) -> 
             prompt = FIM_TEMPLATES["qwen"].render(b["prefix"], b["suffix"])
             tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
 
-            def call(cancel: object, tokens: list[int] = tokens, n: int = b["max_tokens"]) -> Any:
-                return llm.create_completion(tokens, max_tokens=n, temperature=0)
+            call = _bare_completion(llm, tokens, b["max_tokens"])
         else:
             if job.service == "generation":
                 turns = build_messages(GenerationRequest(b["prompt"]))
@@ -130,6 +129,14 @@ async def bare_engine(runtime: Runtime, jobs: list[Job], progress: Progress) -> 
         )
         progress(1)
     return samples
+
+
+def _bare_completion(llm: Any, tokens: list[int], n: int) -> Callable[[Any], Any]:
+    return lambda cancel: llm.create_completion(tokens, max_tokens=n, temperature=0)
+
+
+def _bare_chat(llm: Any, messages: list[Any], n: int) -> Callable[[Any], Any]:
+    return lambda cancel: llm.create_chat_completion(messages, max_tokens=n, temperature=0)
 
 
 def _system() -> Message:

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -101,7 +102,7 @@ class RedisTier:
 class ResponseCache:
     """Looks in each tier in order and fills the faster ones on a hit in a slower one."""
 
-    def __init__(self, tiers: list[Tier], ttl_seconds: dict[str, int]) -> None:
+    def __init__(self, tiers: list[Tier], ttl_seconds: Mapping[Any, int]) -> None:
         self._tiers = tiers
         self._ttl = ttl_seconds
 

@@ -112,7 +112,7 @@ class Gateway:
             settings,
             counters=counters,
             limiter=PerMinuteLimiter(settings.redis_url, wait_seconds=settings.limits.wait_seconds),
-            cache=ResponseCache(tiers, dict(c.ttl_seconds)) if c.enabled and tiers else None,
+            cache=ResponseCache(tiers, c.ttl_seconds) if c.enabled and tiers else None,
             ledger=Ledger(database),
             backend=backend,
             clock=clock,

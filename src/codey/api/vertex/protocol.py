@@ -95,8 +95,9 @@ class ChatInstance(_Body):
                 Message("assistant", example.output.content),
             ]
         for message in self.messages:
-            role = "user" if message.author == "user" else "assistant"
-            turns.append(Message(role, message.content))
+            turns.append(
+                Message("user" if message.author == "user" else "assistant", message.content)
+            )
         return turns
 
 
