@@ -4,8 +4,11 @@ and a real Redis on loopback."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,6 +129,24 @@ def test_quota_of_50_against_200_concurrent_requests(tmp_path: Path) -> None:
             assert denied.status_code == 403
     finally:
         server.stop()
+    env = {"CODEY_STORE__SQLITE_PATH": str(tmp_path / "codey.db"), "COLUMNS": "200"}
+    report = subprocess.run(
+        [sys.executable, "-m", "codey", "usage", "--principal", name, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    (row,) = json.loads(report.stdout)
+    assert (row["service"], row["succeeded"], row["rejected"]) == ("completion", 50, 150)
+    table = subprocess.run(
+        [sys.executable, "-m", "codey", "usage", "--days", "7"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert "completion" in table.stdout and "codey usage" in table.stdout
 
 
 def test_two_replicas_sharing_redis_admit_the_quota_once(tmp_path: Path) -> None:
