@@ -20,7 +20,7 @@ def env(model_settings_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 def test_bench_writes_its_plot_and_json(env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "bench"
     run = codey("bench", "--requests", "1", "--max-tokens", "16", "--output", str(out), env=env)
-    assert "bare tok/s" in run.stdout
+    assert "codey bench (in-process)" in run.stdout
     result = json.loads((out / "bench.json").read_text())
     for service in ("generation", "chat", "completion"):
         s = result["services"][service]
