@@ -140,3 +140,25 @@ def test_a_bad_config_file_is_a_clear_error(env: dict[str, str], tmp_path: Path)
     assert run.returncode == 1
     assert "max_tokens" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.model
+def test_interactive_chat_keeps_its_history(env: dict[str, str]) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "codey", "chat", "--json", "--max-tokens", "24"],
+        input="My name is Ada.\nWhat is my name?\n\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    decoder, turns, at = json.JSONDecoder(), [], 0
+    while at < len(run.stdout.strip()):
+        turn, at = decoder.raw_decode(run.stdout, at)
+        turns.append(turn)
+        while at < len(run.stdout) and run.stdout[at].isspace():
+            at += 1
+    assert len(turns) == 2
+    assert turns[0]["conversation_id"] == turns[1]["conversation_id"]
+    assert turns[1]["history_messages"] == 2 and "Ada" in turns[1]["response"]

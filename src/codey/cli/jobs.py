@@ -11,7 +11,7 @@ from rich.prompt import Prompt
 from rich.syntax import Syntax
 from rich.table import Table
 
-from codey.cli.output import console, fail, print_json
+from codey.cli.output import console, errors, fail, print_json
 from codey.cli.runner import run_job
 from codey.errors import InvalidRequest
 from codey.runtime import Runtime
@@ -114,11 +114,13 @@ def chat(
 
     async def interactive(runtime: Runtime) -> None:
         conversation_id = conversation
-        console.print("[dim]codey chat: an empty line or Ctrl-D ends the conversation.[/]")
+        if not as_json:
+            console.print("[dim]codey chat: an empty line or Ctrl-D ends the conversation.[/]")
         while True:
             try:
+                # The prompt goes to stderr, so that --json leaves stdout to the answers.
                 text = Prompt.ask(
-                    "[bold cyan]you[/]", console=console, default="", show_default=False
+                    "[bold cyan]you[/]", console=errors, default="", show_default=False
                 )
             except EOFError:
                 break
@@ -126,8 +128,11 @@ def chat(
                 break
             result = await runtime.chat.chat(request(text, conversation_id))
             conversation_id = result.conversation_id
-            _show_answer(result)
-        if conversation_id:
+            if as_json:  # one JSON object per turn
+                print_json({**vars(result), "tokens_used": result.tokens_used})
+            else:
+                _show_answer(result)
+        if conversation_id and not as_json:
             console.print(f"[dim]resume with: codey chat --conversation {conversation_id}[/]")
 
     run_job(ctx, as_json, interactive)
