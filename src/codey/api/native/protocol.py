@@ -47,6 +47,14 @@ class UsageStats(BaseModel):
     completion_tokens: int
     total_tokens: int
 
+    @classmethod
+    def of(cls, result: GenerationResult | ChatResult | CompletionResult) -> UsageStats:
+        return cls(
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            total_tokens=result.tokens_used,
+        )
+
 
 class SyntaxCheck(BaseModel):
     valid: bool | None
@@ -74,11 +82,7 @@ class GenerateResponse(BaseModel):
             syntax=SyntaxCheck(**vars(result.syntax)),
             execution_time_ms=round(result.elapsed_ms, 1),
             tokens_used=result.tokens_used,
-            usage_stats=UsageStats(
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                total_tokens=result.tokens_used,
-            ),
+            usage_stats=UsageStats.of(result),
         )
 
 
@@ -129,11 +133,7 @@ class ChatResponse(BaseModel):
             execution_time_ms=round(result.elapsed_ms, 1),
             tokens_used=result.tokens_used,
             history_messages=result.history_messages,
-            usage_stats=UsageStats(
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                total_tokens=result.tokens_used,
-            ),
+            usage_stats=UsageStats.of(result),
         )
 
 
@@ -179,9 +179,5 @@ class CompleteResponse(BaseModel):
             ],
             execution_time_ms=round(result.elapsed_ms, 1),
             tokens_used=result.tokens_used,
-            usage_stats=UsageStats(
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                total_tokens=result.tokens_used,
-            ),
+            usage_stats=UsageStats.of(result),
         )
