@@ -30,21 +30,23 @@ async def counters(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 
 async def test_200_concurrent_admits_against_a_limit_of_50(counters: Counters) -> None:
     results = await asyncio.gather(*(counters.admit("k", 50) for _ in range(200)))
-    assert sum(results) == 50
+    assert sum(admitted for admitted, _ in results) == 50
+    assert max(used for _, used in results) == 50
     assert (await counters.get("k"))["requests"] == 50
 
 
 async def test_a_refund_frees_one_request_and_never_goes_below_zero(counters: Counters) -> None:
-    assert await counters.admit("k", 1)
-    assert not await counters.admit("k", 1)
+    assert await counters.admit("k", 1) == (True, 1)
+    assert await counters.admit("k", 1) == (False, 1)
     await counters.add("k", {"requests": -1})
-    assert await counters.admit("k", 1)
+    assert await counters.admit("k", 1) == (True, 1)
     await counters.add("k", {"requests": -5})
     assert (await counters.get("k"))["requests"] == 0
 
 
 async def test_no_limit_counts_without_refusing(counters: Counters) -> None:
-    assert all(await asyncio.gather(*(counters.admit("k", None) for _ in range(10))))
+    results = await asyncio.gather(*(counters.admit("k", None) for _ in range(10)))
+    assert all(admitted for admitted, _ in results)
     assert (await counters.get("k"))["requests"] == 10
 
 

@@ -18,8 +18,9 @@ FIELDS = ("requests", "input_chars", "output_chars", "tokens")
 
 
 class Counters(Protocol):
-    async def admit(self, key: str, limit: int | None) -> bool:
-        """Count one more request unless `limit` is reached; say whether it was counted."""
+    async def admit(self, key: str, limit: int | None) -> tuple[bool, int]:
+        """Count one more request unless `limit` is reached; say whether it was counted, and
+        how many are counted now."""
         ...
 
     async def add(self, key: str, amounts: dict[str, int]) -> None:
@@ -33,7 +34,7 @@ class SQLiteCounters:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def _admit(self, key: str, limit: int | None) -> bool:
+    def _admit(self, key: str, limit: int | None) -> tuple[bool, int]:
         with self._db.transaction() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO quota_counters (key, field, value) VALUES (?, ?, 0)",
@@ -44,7 +45,10 @@ class SQLiteCounters:
                 "WHERE key = ? AND field = ? AND (? IS NULL OR value < ?)",
                 (key, REQUESTS, limit, limit),
             )
-            return cursor.rowcount == 1
+            used = conn.execute(
+                "SELECT value FROM quota_counters WHERE key = ? AND field = ?", (key, REQUESTS)
+            ).fetchone()[0]
+            return cursor.rowcount == 1, used
 
     def _add(self, key: str, amounts: dict[str, int]) -> None:
         changes = [(f, n) for f, n in amounts.items() if n]
@@ -65,7 +69,7 @@ class SQLiteCounters:
             ).fetchall()
         return {f: 0 for f in FIELDS} | {r["field"]: r["value"] for r in rows}
 
-    async def admit(self, key: str, limit: int | None) -> bool:
+    async def admit(self, key: str, limit: int | None) -> tuple[bool, int]:
         return await asyncio.to_thread(self._admit, key, limit)
 
     async def add(self, key: str, amounts: dict[str, int]) -> None:
@@ -77,10 +81,10 @@ class SQLiteCounters:
 
 _ADMIT = """
 local used = tonumber(redis.call('HGET', KEYS[1], 'requests') or '0')
-if ARGV[1] ~= '' and used >= tonumber(ARGV[1]) then return 0 end
-redis.call('HINCRBY', KEYS[1], 'requests', 1)
+if ARGV[1] ~= '' and used >= tonumber(ARGV[1]) then return {0, used} end
+used = redis.call('HINCRBY', KEYS[1], 'requests', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 1
+return {1, used}
 """
 _ADD = """
 for i = 1, #ARGV - 1, 2 do
@@ -101,9 +105,10 @@ class RedisCounters:
         self._admit = client.register_script(_ADMIT)
         self._add = client.register_script(_ADD)
 
-    async def admit(self, key: str, limit: int | None) -> bool:
+    async def admit(self, key: str, limit: int | None) -> tuple[bool, int]:
         args = ["" if limit is None else str(limit), "172800"]
-        return bool(await self._admit(keys=[self._prefix + key], args=args))
+        admitted, used = await self._admit(keys=[self._prefix + key], args=args)
+        return bool(admitted), int(used)
 
     async def add(self, key: str, amounts: dict[str, int]) -> None:
         args = [x for f, n in amounts.items() if n for x in (f, str(n))]

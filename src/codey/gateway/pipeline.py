@@ -158,8 +158,7 @@ class Gateway:
         input_chars = billable_characters(call.input_text)
         try:
             await self._check_budgets(key, limits, input_chars, now)
-            admitted = await self.counters.admit(key, limits.requests_per_day)
-            used = (await self.counters.get(key))["requests"]
+            admitted, used = await self.counters.admit(key, limits.requests_per_day)
             self.metrics.quota(service, name, used, limits.requests_per_day)
             if not admitted:
                 raise RateLimited(
@@ -172,7 +171,9 @@ class Gateway:
                 await self.counters.add(key, {"requests": -1})
                 raise
         except RateLimited as exc:
-            await self._record(call, day, started, None, status=429, error=exc.message)
+            await self._record(
+                call, day, started, None, status=429, error=exc.message, input_chars=input_chars
+            )
             raise
         return Ticket(call, key, day, started, input_chars, waited)
 
@@ -184,7 +185,14 @@ class Gateway:
             {"input_chars": ticket.input_chars, "output_chars": output_chars, "tokens": tokens},
         )
         await self._record(
-            ticket.call, ticket.day, ticket.started, answer, status=200, waited=ticket.waited
+            ticket.call,
+            ticket.day,
+            ticket.started,
+            answer,
+            status=200,
+            waited=ticket.waited,
+            input_chars=ticket.input_chars,
+            output_chars=output_chars,
         )
 
     async def fail(self, ticket: Ticket, exc: BaseException) -> None:
@@ -206,6 +214,7 @@ class Gateway:
             error=error,
             waited=ticket.waited,
             kind=kind,
+            input_chars=ticket.input_chars,
         )
 
     async def _check_budgets(
@@ -254,9 +263,15 @@ class Gateway:
         error: str | None = None,
         waited: float = 0.0,
         kind: str | None = None,
+        input_chars: int | None = None,
+        output_chars: int | None = None,
     ) -> None:
-        input_chars = billable_characters(call.input_text)
-        output_chars = billable_characters(answer.output_text) if answer else 0
+        """Write the ledger row and feed the metrics; character counts already made for the
+        request are passed in rather than counted again."""
+        if input_chars is None:
+            input_chars = billable_characters(call.input_text)
+        if output_chars is None:
+            output_chars = billable_characters(answer.output_text) if answer else 0
         cost = 0.0
         if answer is not None and not cached:
             cost = self.prices.cost(call.service, call.model, input_chars, output_chars)  # type: ignore[arg-type]

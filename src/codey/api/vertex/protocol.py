@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from codey.backends.base import Message
+from codey.gateway.pricing import billable_characters
 
 ModelFamily = Literal["code-bison", "codechat-bison", "code-gecko"]
 
@@ -104,11 +105,6 @@ class ChatInstance(_Body):
 class PredictRequest(_Body):
     instances: list[dict[str, Any]] = Field(min_length=1, max_length=1)
     parameters: Parameters = Field(default_factory=Parameters)
-
-
-def billable_characters(text: str) -> int:
-    """Characters as Google bills them: every UTF-8 character except whitespace."""
-    return sum(1 for ch in text if not ch.isspace())
 
 
 def token_metadata(
