@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from codey.backends.base import Delta
 from codey.errors import Cancelled
 from codey.gateway.auth import Principal, key_from_headers
 from codey.gateway.pipeline import Answer, Call, Gateway
@@ -75,6 +76,44 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
         task.cancel()
         raise Cancelled("The client disconnected.")
     return task.result()
+
+
+async def metered(
+    request: Request, call: Call, deltas: AsyncIterator[Delta]
+) -> AsyncGenerator[Delta, None]:
+    """Admit a streamed call through the gateway and hand back its deltas, ending with the one
+    that carries the finish reason; the gateway hears how it ended (completed, failed, or the
+    client gone) and the engine stream is closed in every case.
+
+    The first delta is pulled before this returns, so that bad input and a refused quota still
+    get a proper error status instead of a broken stream. Iterate the result to its end, or
+    close it (contextlib.aclosing)."""
+    gateway = gateway_of(request)
+    ticket = await gateway.admit(call)
+    try:
+        first, rest = await first_and_rest(deltas)
+    except BaseException as exc:
+        await gateway.fail(ticket, exc)
+        raise
+
+    async def relay() -> AsyncGenerator[Delta, None]:
+        delta, text = first, ""
+        try:
+            while True:
+                text += delta.text
+                yield delta
+                if delta.finish_reason is not None:
+                    break
+                delta = await anext(rest)
+        except BaseException as exc:
+            await gateway.fail(ticket, exc)
+            raise
+        finally:
+            await rest.aclose()  # type: ignore[attr-defined]
+        answer = Answer({}, delta.prompt_tokens, delta.completion_tokens, text)
+        await gateway.complete(ticket, answer)
+
+    return relay()
 
 
 async def first_and_rest(stream: AsyncIterator[T]) -> tuple[T, AsyncIterator[T]]:

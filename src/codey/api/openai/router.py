@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from codey.api.calls import first_and_rest, gateway_of, new_call, principal, serve
+from codey.api.calls import metered, new_call, principal, serve
 from codey.api.models import require_model
 from codey.api.openai.protocol import (
     ChatCompletion,
@@ -178,39 +179,22 @@ async def _sse(
     chunk: Chunker,
     include_usage: bool,
 ) -> StreamingResponse:
-    gateway = gateway_of(request)
-    ticket = await gateway.admit(call)
-    try:
-        first, rest = await first_and_rest(stream)
-    except BaseException as exc:
-        await gateway.fail(ticket, exc)
-        raise
+    deltas = await metered(request, call, stream)
 
     async def events() -> AsyncIterator[str]:
-        delta, is_first, text = first, True, ""
-        try:
-            while True:
-                text += delta.text
-                yield f"data: {json.dumps(chunk(delta, is_first))}\n\n"
-                if delta.finish_reason is not None:
-                    break
-                delta, is_first = await anext(rest), False
-        except BaseException as exc:
-            await gateway.fail(ticket, exc)
-            raise
-        finally:
-            await rest.aclose()  # type: ignore[attr-defined]
-        await gateway.complete(
-            ticket, Answer({}, delta.prompt_tokens, delta.completion_tokens, text)
-        )
-        if include_usage:
+        last: Delta | None = None
+        async with aclosing(deltas):
+            async for delta in deltas:
+                yield f"data: {json.dumps(chunk(delta, last is None))}\n\n"
+                last = delta
+        if include_usage and last is not None:
             usage = {
-                "prompt_tokens": delta.prompt_tokens,
-                "completion_tokens": delta.completion_tokens,
-                "total_tokens": delta.prompt_tokens + delta.completion_tokens,
+                "prompt_tokens": last.prompt_tokens,
+                "completion_tokens": last.completion_tokens,
+                "total_tokens": last.prompt_tokens + last.completion_tokens,
             }
-            last = chunk(Delta(""), False) | {"choices": [], "usage": usage}
-            yield f"data: {json.dumps(last)}\n\n"
+            final = chunk(Delta(""), False) | {"choices": [], "usage": usage}
+            yield f"data: {json.dumps(final)}\n\n"
         yield "data: [DONE]\n\n"
 
     headers = {"Cache-Control": "no-cache", "x-codey-cache": "miss"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, TypeVar
 
@@ -13,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from codey.api.calls import first_and_rest, gateway_of, new_call, principal, serve
+from codey.api.calls import metered, new_call, principal, serve
 from codey.api.vertex.protocol import (
     DEFAULT_OUTPUT_TOKENS,
     INSTANCE_SCHEMAS,
@@ -139,22 +140,14 @@ async def server_streaming_predict(
     transport of Google's clients reads it."""
     family = _family(model)
     job = _job(request.app.state.runtime, family, body.unwrap())
-    gateway = gateway_of(request)
-    ticket = await gateway.admit(
-        new_call(request, who, job.service, "vertex", model, job.input_text)
-    )
-    try:
-        first, rest = await first_and_rest(job.stream())
-    except BaseException as exc:
-        await gateway.fail(ticket, exc)
-        raise
+    call = new_call(request, who, job.service, "vertex", model, job.input_text)
+    deltas = await metered(request, call, job.stream())
 
     async def chunks() -> AsyncIterator[str]:
         yield "["
-        separator, delta, text = "", first, ""
-        try:
-            while True:
-                text += delta.text
+        separator = ""
+        async with aclosing(deltas):
+            async for delta in deltas:
                 if delta.text or delta.finish_reason is not None:
                     output = (
                         chat_prediction([delta.text])
@@ -163,16 +156,7 @@ async def server_streaming_predict(
                     )
                     yield separator + json.dumps({"outputs": [to_tensor(output)]})
                     separator = ","
-                if delta.finish_reason is not None:
-                    break
-                delta = await anext(rest)
-        except BaseException as exc:
-            await gateway.fail(ticket, exc)
-            raise
         yield "]"
-        await gateway.complete(
-            ticket, Answer({}, delta.prompt_tokens, delta.completion_tokens, text)
-        )
 
     return StreamingResponse(chunks(), media_type="application/json")
 
