@@ -38,7 +38,7 @@ COMPLETION_PREFIX = Path(__file__).with_name("fixtures").joinpath("completion_pr
 
 
 def bare_chat(runtime: Runtime, prompt: str, max_tokens: int) -> tuple[int, float]:
-    llm = runtime.backend.engine.llm  # type: ignore[attr-defined]
+    llm = runtime.embedded.engine.llm  # type: ignore[union-attr]
     llm.reset()
     messages = [
         {"role": m.role, "content": m.content} for m in build_messages(GenerationRequest(prompt))
@@ -49,7 +49,7 @@ def bare_chat(runtime: Runtime, prompt: str, max_tokens: int) -> tuple[int, floa
 
 
 async def codey_generate(runtime: Runtime, prompt: str, max_tokens: int) -> tuple[int, float]:
-    runtime.backend.engine.llm.reset()  # type: ignore[attr-defined]
+    runtime.embedded.engine.llm.reset()  # type: ignore[union-attr]
     started = time.perf_counter()
     result = await runtime.generation.generate(
         GenerationRequest(prompt, max_tokens=max_tokens, temperature=0)
@@ -58,7 +58,7 @@ async def codey_generate(runtime: Runtime, prompt: str, max_tokens: int) -> tupl
 
 
 def bare_fim(runtime: Runtime, prefix: str, max_tokens: int) -> tuple[int, float]:
-    llm = runtime.backend.engine.llm  # type: ignore[attr-defined]
+    llm = runtime.embedded.engine.llm  # type: ignore[union-attr]
     llm.reset()
     prompt = FIM_TEMPLATES["qwen"].render(prefix, "")
     tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
@@ -68,7 +68,7 @@ def bare_fim(runtime: Runtime, prefix: str, max_tokens: int) -> tuple[int, float
 
 
 async def codey_complete(runtime: Runtime, prefix: str, max_tokens: int) -> tuple[int, float]:
-    runtime.backend.engine.llm.reset()  # type: ignore[attr-defined]
+    runtime.embedded.engine.llm.reset()  # type: ignore[union-attr]
     started = time.perf_counter()
     result = await runtime.completion.complete(
         CompletionRequest(prefix, "", max_completions=1, max_tokens=max_tokens)

@@ -44,7 +44,7 @@ async def main() -> None:
         limits={"completion": {"requests_per_day": None, "requests_per_minute": 10**9}},
     )
     runtime = Runtime.start(settings)
-    gateway = Gateway.build(settings, runtime.database, runtime.backend.name)
+    gateway = Gateway.build(settings, runtime.database)
     who = Principal("bench")
 
     async def work() -> Answer:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -59,16 +59,19 @@ class StoreSettings(_Section):
 
 
 class GenerationSettings(_Section):
+    model: str | None = Field(default=None, description="Model name; unset means the default.")
     max_tokens: int = Field(default=1024, ge=1)
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
 
 
 class ChatSettings(_Section):
+    model: str | None = Field(default=None, description="Model name; unset means the default.")
     max_tokens: int = Field(default=512, ge=1)
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
 
 
 class CompletionSettings(_Section):
+    model: str | None = Field(default=None, description="Model name; unset means the default.")
     max_tokens: int = Field(default=64, ge=1, le=512)
 
 
@@ -84,6 +87,94 @@ class ServerSettings(_Section):
     model_aliases: list[str] = Field(
         default_factory=lambda: ["codey"],
         description="Extra model names the API accepts for the served model.",
+    )
+
+
+BackendType = Literal["llamacpp", "openai", "vertex"]
+EMBEDDED_MODEL = "qwen2.5-coder-0.5b-instruct"
+
+
+class Deployment(_Section):
+    """One place a model runs: the embedded engine, an OpenAI-compatible server or Vertex AI."""
+
+    name: str | None = Field(default=None, description="Unique; unset means `<model>-<n>`.")
+    backend: BackendType
+    url: str | None = Field(
+        default=None,
+        description="openai: the base URL with its /v1; vertex: an API endpoint override.",
+    )
+    model_id: str | None = Field(
+        default=None, description="The upstream's name for the model (openai, vertex)."
+    )
+    api_key: SecretStr | None = Field(default=None, description="openai: bearer token.")
+    api_key_env: str | None = Field(
+        default=None, description="openai: the environment variable that holds the token."
+    )
+    project: str | None = Field(default=None, description="vertex: Google Cloud project.")
+    location: str = Field(default="us-central1", description="vertex: region.")
+    credentials_file: Path | None = Field(
+        default=None,
+        description="vertex: a service-account JSON file; unset means Application Default "
+        "Credentials.",
+    )
+    weight: float = Field(default=1.0, gt=0, description="Share of the load, relative.")
+    max_concurrency: int = Field(default=64, ge=1, description="Requests in flight at most.")
+    context_length: int | None = Field(
+        default=None, ge=256, description="Prompt plus answer tokens; unset asks the engine."
+    )
+    infill: str = Field(
+        default="suffix",
+        description="How fill-in-the-middle reaches an openai upstream: 'suffix' (the "
+        "completions API's suffix field), a template family such as 'qwen' (the FIM string is "
+        "built here and sent as the prompt), or 'chat' (the model is asked for the missing "
+        "code in a chat turn).",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> Deployment:
+        if self.backend == "openai" and not self.url:
+            raise ValueError("an openai deployment needs `url`, such as http://host:8000/v1")
+        if self.backend in ("openai", "vertex") and not self.model_id:
+            raise ValueError(f"a {self.backend} deployment needs `model_id`")
+        if self.backend == "vertex" and not self.project:
+            raise ValueError("a vertex deployment needs `project`")
+        if self.api_key_env and self.api_key is None:
+            # The one place a credential comes from the environment: named in the config.
+            value = os.environ.get(self.api_key_env)
+            if value is None:
+                raise ValueError(f"the environment variable {self.api_key_env} is not set")
+            self.api_key = SecretStr(value)
+        return self
+
+
+class ModelRoute(_Section):
+    """A model name and the deployments that serve it, tried in turn by the router."""
+
+    deployments: list[Deployment] = Field(min_length=1)
+    fallback: str | None = Field(
+        default=None, description="Another model to ask when every deployment fails."
+    )
+
+
+class ResilienceSettings(_Section):
+    """Timeouts, retries and circuit breakers of calls to deployments."""
+
+    connect_timeout: float = Field(default=5.0, gt=0)
+    first_token_timeout: float = Field(
+        default=60.0, gt=0, description="Until the first token (streams) or the whole answer."
+    )
+    total_timeout: float = Field(default=300.0, gt=0, description="One request, all attempts.")
+    max_attempts: int = Field(default=3, ge=1, description="Attempts per model, failovers too.")
+    backoff_initial: float = Field(default=0.2, ge=0, description="First retry wait, seconds.")
+    backoff_max: float = Field(default=5.0, ge=0)
+    max_retry_after: float = Field(
+        default=30.0, ge=0, description="A longer Retry-After fails over instead of waiting."
+    )
+    breaker_failures: int = Field(
+        default=3, ge=1, description="Consecutive failures that open a deployment's breaker."
+    )
+    breaker_reset_seconds: float = Field(
+        default=10.0, gt=0, description="How long an open breaker waits before one trial call."
     )
 
 
@@ -191,6 +282,39 @@ class Settings(BaseSettings):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     completion: CompletionSettings = Field(default_factory=CompletionSettings)
+    models: dict[str, ModelRoute] = Field(
+        default_factory=dict,
+        description="Model names and their deployments; unset means the embedded model only.",
+    )
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+
+    @model_validator(mode="after")
+    def _check_routes(self) -> Settings:
+        if not self.models:
+            name = self.model.path.stem if self.model.path else EMBEDDED_MODEL
+            embedded = Deployment(name="embedded", backend="llamacpp")
+            self.models = {name: ModelRoute(deployments=[embedded])}
+        names = set(self.models)
+        for service in SERVICES:
+            wanted = getattr(self, service).model
+            if wanted is not None and wanted not in names:
+                raise ValueError(f"{service}.model is {wanted!r}, not one of {sorted(names)}")
+        seen: set[str] = set()
+        for model, route in self.models.items():
+            if route.fallback is not None and route.fallback not in names:
+                raise ValueError(f"models.{model}.fallback names no configured model")
+            for index, deployment in enumerate(route.deployments, 1):
+                deployment.name = deployment.name or f"{model}-{index}"
+                if deployment.name in seen:
+                    raise ValueError(f"two deployments are named {deployment.name!r}")
+                seen.add(deployment.name)
+            chain, current = [model], route.fallback
+            while current is not None:
+                if current in chain:
+                    raise ValueError(f"the fallbacks of {model!r} go round in a circle")
+                chain.append(current)
+                current = self.models[current].fallback
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -203,6 +327,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Explicit arguments beat the environment, which beats the TOML file.
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def model_for(self, service: Service) -> str:
+        """The model name a service runs on: its own setting, else the first model."""
+        return getattr(self, service).model or next(iter(self.models))
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -13,6 +13,9 @@ CodeyError
 ├── Overloaded                the engine queue is full (503)
 ├── Cancelled                 the caller went away
 └── BackendError              the engine failed (502)
+    ├── UpstreamError         a deployment failed; `retryable` says if another try may help
+    │   └── UpstreamTimeout   no first token or no answer in time (504)
+    └── NoDeployment          every deployment of a model is busy or its breaker open (503)
 """
 
 from __future__ import annotations
@@ -136,3 +139,40 @@ class BackendError(CodeyError):
 
     status: ClassVar[int] = 502
     kind: ClassVar[str] = "backend_error"
+
+
+class UpstreamError(BackendError):
+    """A deployment failed: connection refused or dropped, 429, 5xx, or an answer that makes
+    no sense. `retry_after` is the seconds the upstream asked for, if it did."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
+        upstream_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.upstream_status = upstream_status
+
+
+class UpstreamTimeout(UpstreamError):
+    """No first token, or no answer, within the configured time."""
+
+    status: ClassVar[int] = 504
+    kind: ClassVar[str] = "upstream_timeout"
+
+
+class NoDeployment(BackendError):
+    """Every deployment of a model (and of its fallbacks) is at capacity or has its breaker
+    open; `retry_after` is whole seconds until one may take a call."""
+
+    status: ClassVar[int] = 503
+    kind: ClassVar[str] = "no_deployment"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        CodeyError.__init__(self, message, hint=f"Retry after {retry_after} s.")
+        self.retry_after = retry_after

@@ -51,7 +51,7 @@ def make_gateway(tmp_path: Path, clock: FakeClock, **limits: object) -> Gateway:
         limits={"completion": {"requests_per_day": 2, "requests_per_minute": None, **limits}},
         cache={"ttl_seconds": {"completion": 3600, "generation": 1, "chat": 3600}},
     )
-    return Gateway.build(settings, Database(tmp_path / "g.db"), "llamacpp", clock=clock)
+    return Gateway.build(settings, Database(tmp_path / "g.db"), clock=clock)
 
 
 def call(
@@ -183,7 +183,7 @@ async def test_per_minute_limit_without_waiting(tmp_path: Path) -> None:
     settings = load_settings(
         limits={"wait_seconds": 0, "chat": {"requests_per_minute": 3, "requests_per_day": 100}}
     )
-    gateway = Gateway.build(settings, Database(tmp_path / "g.db"), "llamacpp")
+    gateway = Gateway.build(settings, Database(tmp_path / "g.db"))
     results = await asyncio.gather(
         *(gateway.run(call("chat", text=f"q{n}", cache=False), Work()) for n in range(8)),
         return_exceptions=True,

@@ -20,11 +20,11 @@ from codey.api.limits import BodyLimit
 from codey.api.models import served_names
 from codey.api.native.router import router as native_router
 from codey.api.openai.router import router as openai_router
+from codey.api.openai.router import tokenizer
 from codey.api.vertex.router import router as vertex_router
 from codey.config import Settings
 from codey.errors import CodeyError
 from codey.gateway.clock import Clock
-from codey.gateway.metrics import Metrics
 from codey.gateway.pipeline import Gateway
 from codey.runtime import Runtime
 
@@ -45,18 +45,13 @@ def create_app(
         )
         app.state.runtime = started
         app.state.started_at = time.time()
-        metrics = Metrics()
-        backend = started.backend
-        metrics.watch_engine(
-            lambda: getattr(backend, "queue_depth", 0), lambda: getattr(backend, "decode_rate", 0)
-        )
+        metrics = started.metrics
+        engine = started.embedded
+        if engine is not None:
+            metrics.watch_engine(lambda: engine.queue_depth, lambda: engine.decode_rate)
         app.state.metrics = metrics
-        app.state.gateway = Gateway.build(
-            settings, started.database, backend.name, clock=clock, metrics=metrics
-        )
-        app.state.model_names = served_names(
-            started.backend.model_id, settings.server.model_aliases
-        )
+        app.state.gateway = Gateway.build(settings, started.database, clock=clock, metrics=metrics)
+        app.state.model_names = served_names(list(started.routers), settings.server.model_aliases)
         try:
             yield
         finally:
@@ -97,5 +92,6 @@ def create_app(
     app.include_router(observability.router)
     app.include_router(native_router)
     app.include_router(openai_router)
+    app.include_router(tokenizer)
     app.include_router(vertex_router)
     return app

@@ -43,7 +43,7 @@ _OPENAI_TYPE = {
 def from_codey(error: errors.CodeyError, retry_after: int) -> HttpError:
     message = f"{error.message} {error.hint}" if error.hint else error.message
     wait = None
-    if isinstance(error, errors.RateLimited):
+    if isinstance(error, errors.RateLimited | errors.NoDeployment):
         wait = error.retry_after
     elif isinstance(error, errors.Overloaded):
         wait = retry_after

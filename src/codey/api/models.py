@@ -7,8 +7,8 @@ from fastapi import Request
 from codey.errors import NotFound
 
 
-def served_names(model_id: str, aliases: list[str]) -> list[str]:
-    return [model_id, *(a for a in aliases if a != model_id)]
+def served_names(models: list[str], aliases: list[str]) -> list[str]:
+    return [*models, *(a for a in aliases if a not in models)]
 
 
 def require_model(request: Request, name: str) -> None:

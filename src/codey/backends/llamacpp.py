@@ -22,7 +22,7 @@ from codey.backends.base import (
 from codey.backends.engine import LlamaEngine
 from codey.backends.fim import FIM_TEMPLATES, FimTemplate, detect_family
 from codey.backends.scheduler import Scheduler
-from codey.config import ModelSettings
+from codey.config import EMBEDDED_MODEL, ModelSettings
 from codey.errors import ConfigError, ContextOverflow, InvalidRequest
 from codey.provision.assemble import Progress, locate_model
 from codey.provision.gguf_header import GGUFHeader, read_header
@@ -77,7 +77,7 @@ class LlamaCppBackend(Backend):
             threads=settings.threads,
             batch_size=settings.batch_size,
         )
-        model_id = model.path.stem if settings.path else "qwen2.5-coder-0.5b-instruct"
+        model_id = model.path.stem if settings.path else EMBEDDED_MODEL
         return cls(engine, model_id, settings.family, header, settings.max_queue)
 
     @property

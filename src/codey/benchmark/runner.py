@@ -15,6 +15,7 @@ import httpx
 from codey.backends.base import Message
 from codey.backends.fim import FIM_TEMPLATES
 from codey.benchmark.workload import Job
+from codey.errors import ConfigError
 from codey.runtime import Runtime
 from codey.services.chat import ChatRequest, system_prompt
 from codey.services.completion import CompletionRequest
@@ -96,8 +97,13 @@ async def in_process(
 
 async def bare_engine(runtime: Runtime, jobs: list[Job], progress: Progress) -> list[Sample]:
     """The same prompts straight into llama-cpp-python, one at a time on the engine's thread."""
-    llm = runtime.backend.engine.llm  # type: ignore[attr-defined]
-    scheduler = runtime.backend.scheduler  # type: ignore[attr-defined]
+    if runtime.embedded is None:
+        raise ConfigError(
+            "The bare-engine comparison needs the embedded model.",
+            hint="Route a service to a llamacpp deployment, or run codey bench without it.",
+        )
+    llm = runtime.embedded.engine.llm
+    scheduler = runtime.embedded.scheduler
     samples = []
     for job in jobs:
         b = job.body

@@ -45,7 +45,7 @@ def serve(
     except CodeyError as exc:
         raise fail(exc) from exc
     console.print(
-        f"[green]codey[/] serving {runtime.backend.model_id} on http://{host}:{port} "
+        f"[green]codey[/] serving {', '.join(runtime.routers)} on http://{host}:{port} "
         f"(docs at /docs)",
         highlight=False,
     )
@@ -55,7 +55,8 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=60)
     finally:
         runtime.database.close()
-        runtime.backend.scheduler.close()  # type: ignore[attr-defined]
+        if runtime.embedded is not None:
+            runtime.embedded.scheduler.close()
 
 
 def _is_loopback(host: str) -> bool:

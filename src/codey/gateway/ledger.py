@@ -20,6 +20,7 @@ class LedgerRow:
     dialect: str
     model: str
     backend: str
+    """Type of the deployment that answered (llamacpp, openai, vertex), or cache."""
     prompt_tokens: int
     completion_tokens: int
     input_chars: int
@@ -32,6 +33,10 @@ class LedgerRow:
     status: int
     cost_usd: float
     error: str | None = None
+    deployment: str | None = None
+    """The deployment that answered, or the last one tried."""
+    attempts: int = 0
+    """Calls made to deployments for this request, retries and failovers included."""
 
 
 _COLUMNS = ", ".join(f.name for f in fields(LedgerRow))

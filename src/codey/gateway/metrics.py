@@ -54,6 +54,24 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.attempts = Counter(
+            "codey_upstream_attempts",
+            "Calls to deployments, retries and failovers included, by outcome.",
+            ["model", "deployment", "outcome"],
+            registry=r,
+        )
+        self.outstanding = Gauge(
+            "codey_upstream_outstanding",
+            "Requests in flight per deployment.",
+            ["deployment"],
+            registry=r,
+        )
+        self.breaker_open = Gauge(
+            "codey_upstream_breaker_open",
+            "1 while a deployment's circuit breaker is open or half-open.",
+            ["deployment"],
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "codey_engine_queue_depth", "Engine jobs queued or running.", registry=r
         )
@@ -62,6 +80,15 @@ class Metrics:
             "Decode speed of the last answer.",
             registry=r,
         )
+
+    def watch_deployment(
+        self, name: str, outstanding: Callable[[], float], breaker_open: Callable[[], float]
+    ) -> None:
+        self.outstanding.labels(name).set_function(outstanding)
+        self.breaker_open.labels(name).set_function(breaker_open)
+
+    def attempt(self, model: str, deployment: str, outcome: str) -> None:
+        self.attempts.labels(model, deployment, outcome).inc()
 
     def watch_engine(self, depth: Callable[[], float], rate: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)

@@ -15,6 +15,7 @@ from typing import Any
 
 from codey.config import ServiceLimits, Settings
 from codey.errors import CodeyError, RateLimited
+from codey.gateway.attempts import RouteLog, open_log
 from codey.gateway.auth import KeyRing, Principal
 from codey.gateway.cache import MemoryTier, RedisTier, ResponseCache, SQLiteTier, Tier, cache_key
 from codey.gateway.clock import Clock, QuotaDay, SystemClock
@@ -63,6 +64,7 @@ class Ticket:
     started: float
     input_chars: int
     waited: float = 0.0
+    route: RouteLog | None = None
 
 
 class Gateway:
@@ -74,7 +76,6 @@ class Gateway:
         limiter: PerMinuteLimiter,
         cache: ResponseCache | None,
         ledger: Ledger,
-        backend: str,
         clock: Clock | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -88,14 +89,12 @@ class Gateway:
         self.prices = PriceList(settings.pricing)
         self.quota_day = QuotaDay(settings.limits.timezone)
         self.clock = clock or SystemClock()
-        self.backend = backend
 
     @classmethod
     def build(
         cls,
         settings: Settings,
         database: Database,
-        backend: str,
         clock: Clock | None = None,
         metrics: Metrics | None = None,
     ) -> Gateway:
@@ -114,7 +113,6 @@ class Gateway:
             limiter=PerMinuteLimiter(settings.redis_url, wait_seconds=settings.limits.wait_seconds),
             cache=ResponseCache(tiers, c.ttl_seconds) if c.enabled and tiers else None,
             ledger=Ledger(database),
-            backend=backend,
             clock=clock,
             metrics=metrics,
         )
@@ -175,7 +173,7 @@ class Gateway:
                 call, day, started, None, status=429, error=exc.message, input_chars=input_chars
             )
             raise
-        return Ticket(call, key, day, started, input_chars, waited)
+        return Ticket(call, key, day, started, input_chars, waited, open_log())
 
     async def complete(self, ticket: Ticket, answer: Answer) -> None:
         output_chars = billable_characters(answer.output_text)
@@ -193,6 +191,7 @@ class Gateway:
             waited=ticket.waited,
             input_chars=ticket.input_chars,
             output_chars=output_chars,
+            route=ticket.route,
         )
 
     async def fail(self, ticket: Ticket, exc: BaseException) -> None:
@@ -215,6 +214,7 @@ class Gateway:
             waited=ticket.waited,
             kind=kind,
             input_chars=ticket.input_chars,
+            route=ticket.route,
         )
 
     async def _check_budgets(
@@ -265,6 +265,7 @@ class Gateway:
         kind: str | None = None,
         input_chars: int | None = None,
         output_chars: int | None = None,
+        route: RouteLog | None = None,
     ) -> None:
         """Write the ledger row and feed the metrics; character counts already made for the
         request are passed in rather than counted again."""
@@ -272,6 +273,9 @@ class Gateway:
             input_chars = billable_characters(call.input_text)
         if output_chars is None:
             output_chars = billable_characters(answer.output_text) if answer else 0
+        attempts = route.attempts if route else []
+        answered = route.answered if route else None
+        last = answered or (attempts[-1] if attempts else None)
         cost = 0.0
         if answer is not None and not cached:
             cost = self.prices.cost(call.service, call.model, input_chars, output_chars)  # type: ignore[arg-type]
@@ -282,7 +286,7 @@ class Gateway:
             service=call.service,
             dialect=call.dialect,
             model=call.model,
-            backend=self.backend,
+            backend="cache" if cached else last.backend if last else "",
             prompt_tokens=0 if cached or answer is None else answer.prompt_tokens,
             completion_tokens=0 if cached or answer is None else answer.completion_tokens,
             input_chars=input_chars,
@@ -293,6 +297,8 @@ class Gateway:
             status=status,
             cost_usd=cost,
             error=error,
+            deployment=last.deployment if last else None,
+            attempts=len(attempts),
         )
         self.metrics.observe(row, kind)
         await self.ledger.record(row)

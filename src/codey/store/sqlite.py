@@ -62,6 +62,11 @@ _SCHEMA = (
         expires_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # version 3: which deployment answered, after how many attempts
+    """
+    ALTER TABLE ledger ADD COLUMN deployment TEXT;
+    ALTER TABLE ledger ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 

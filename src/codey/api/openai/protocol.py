@@ -35,6 +35,19 @@ class ChatMessageIn(_Body):
         return Message(role, text)
 
 
+class TokenizeRequest(_Body):
+    """vLLM's /tokenize body: a prompt, or chat messages rendered through the template."""
+
+    model: str = Field(min_length=1)
+    prompt: str | None = None
+    messages: list[ChatMessageIn] | None = Field(default=None, min_length=1)
+
+
+class TokenizeResponse(BaseModel):
+    count: int
+    max_model_len: int
+
+
 class StreamOptions(_Body):
     include_usage: bool = False
 

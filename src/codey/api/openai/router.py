@@ -17,17 +17,20 @@ from codey.api.openai.protocol import (
     ChatCompletionRequest,
     Completion,
     CompletionRequest,
+    TokenizeRequest,
+    TokenizeResponse,
     chat_logprobs,
     new_id,
     now,
 )
-from codey.backends.base import Choice, Delta, Generation
+from codey.backends.base import ChatPrompt, Choice, Delta, Generation, TextPrompt
 from codey.errors import InvalidRequest
 from codey.gateway.auth import Principal
 from codey.gateway.pipeline import Answer, Call
 from codey.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+tokenizer = APIRouter(tags=["openai"])
 Caller = Annotated[Principal, Depends(principal)]
 
 
@@ -46,6 +49,22 @@ async def list_models(request: Request) -> dict[str, object]:
             for name in request.app.state.model_names
         ],
     }
+
+
+@tokenizer.post("/tokenize", response_model=TokenizeResponse)
+async def tokenize(body: TokenizeRequest, request: Request, who: Caller) -> TokenizeResponse:
+    """Count a prompt's tokens as vLLM's /tokenize does, so that another codey in front of
+    this one can fit conversations to the window."""
+    require_model(request, body.model)
+    if (body.prompt is None) == (body.messages is None):
+        raise InvalidRequest("Send either prompt or messages.")
+    runtime = _runtime(request)
+    backend = runtime.chat_on(body.model).backend
+    if body.messages is not None:
+        count = await backend.count_tokens(ChatPrompt([m.to_message() for m in body.messages]))
+    else:
+        count = await backend.count_tokens(TextPrompt(body.prompt or ""))
+    return TokenizeResponse(count=count, max_model_len=backend.context_length)
 
 
 @router.post("/chat/completions", response_model=ChatCompletion)
@@ -69,11 +88,11 @@ async def chat_completions(
     )
     if body.stream:
         _require_single(body.n)
-        stream = runtime.chat.stream_reply(messages, params)
+        stream = runtime.chat_on(body.model).stream_reply(messages, params)
         return await _sse(request, call, stream, _chat_chunker(body), body.include_usage)
 
     async def work() -> Answer:
-        generation = await runtime.chat.reply(messages, params)
+        generation = await runtime.chat_on(body.model).reply(messages, params)
         rendered = ChatCompletion.of(body.model, generation, logprobs=body.logprobs)
         return _answer(rendered.model_dump(), generation)
 
@@ -101,11 +120,11 @@ async def completions(
     )
     if body.stream:
         _require_single(body.n)
-        stream = runtime.completion.stream_raw(prompt, body.suffix, params)
+        stream = runtime.completion_on(body.model).stream_raw(prompt, body.suffix, params)
         return await _sse(request, call, stream, _completion_chunker(body), body.include_usage)
 
     async def work() -> Answer:
-        generation = await runtime.completion.raw(prompt, body.suffix, params)
+        generation = await runtime.completion_on(body.model).raw(prompt, body.suffix, params)
         echo = prompt if body.echo else ""
         rendered = Completion.of(body.model, generation, echo, logprobs=body.logprobs is not None)
         return _answer(rendered.model_dump(), generation)
