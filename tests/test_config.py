@@ -38,3 +38,77 @@ def test_unknown_keys_and_bad_values_are_config_errors(tmp_path: Path) -> None:
 def test_a_missing_config_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def test_without_models_every_service_runs_on_the_embedded_model() -> None:
+    settings = load_settings()
+    assert list(settings.models) == ["qwen2.5-coder-0.5b-instruct"]
+    (deployment,) = settings.models["qwen2.5-coder-0.5b-instruct"].deployments
+    assert deployment.backend == "llamacpp" and deployment.name == "embedded"
+    assert {settings.model_for(s) for s in ("generation", "chat", "completion")} == {
+        "qwen2.5-coder-0.5b-instruct"
+    }
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_example_config_loads(example: Path) -> None:
+    settings = load_settings(example)
+    for model, route in settings.models.items():
+        assert route.deployments, model
+        assert all(d.name for d in route.deployments)
+
+
+def test_the_balanced_example_routes_as_it_says() -> None:
+    settings = load_settings(EXAMPLES / "balanced-with-fallback.toml")
+    assert settings.model_for("chat") == "coder"
+    assert settings.model_for("completion") == "coder-local"
+    coder = settings.models["coder"]
+    assert coder.fallback == "gemini"
+    assert [(d.name, d.weight) for d in coder.deployments] == [("gpu-a", 2.0), ("gpu-b", 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("toml", "complaint"),
+    [
+        ('[chat]\nmodel = "nope"\n', "chat.model"),
+        (
+            '[models.a]\nfallback = "b"\n[[models.a.deployments]]\nbackend = "llamacpp"\n'
+            '[models.b]\nfallback = "a"\n[[models.b.deployments]]\nbackend = "llamacpp"\n',
+            "circle",
+        ),
+        ('[models.a]\n[[models.a.deployments]]\nbackend = "openai"\nmodel_id = "x"\n', "url"),
+        ('[models.a]\n[[models.a.deployments]]\nbackend = "vertex"\nmodel_id = "g"\n', "project"),
+        (
+            '[models.a]\n[[models.a.deployments]]\nbackend = "openai"\nurl = "http://h/v1"\n'
+            'model_id = "x"\napi_key_env = "CODEY_TEST_UNSET_KEY"\n',
+            "CODEY_TEST_UNSET_KEY",
+        ),
+        (
+            '[models.a]\n[[models.a.deployments]]\nname = "d"\nbackend = "llamacpp"\n'
+            '[[models.a.deployments]]\nname = "d"\nbackend = "llamacpp"\n',
+            "two deployments",
+        ),
+    ],
+)
+def test_routing_mistakes_are_config_errors(tmp_path: Path, toml: str, complaint: str) -> None:
+    path = tmp_path / "codey.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=complaint):
+        load_settings(path)
+
+
+def test_an_api_key_comes_from_the_variable_the_config_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPSTREAM_TOKEN", "s3cret")
+    path = tmp_path / "codey.toml"
+    path.write_text(
+        '[models.a]\n[[models.a.deployments]]\nbackend = "openai"\nurl = "http://h/v1"\n'
+        'model_id = "x"\napi_key_env = "UPSTREAM_TOKEN"\n'
+    )
+    (deployment,) = load_settings(path).models["a"].deployments
+    assert deployment.api_key is not None and deployment.api_key.get_secret_value() == "s3cret"
+    assert deployment.name == "a-1"

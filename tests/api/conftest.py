@@ -38,9 +38,9 @@ class Server:
         return self.process.wait()
 
 
-def start_server(tmp: Path, **env_overrides: str | None) -> Server:
+def start_server(tmp: Path, port: int | None = None, **env_overrides: str | None) -> Server:
     """Start `codey serve`; an override of None removes that variable."""
-    port = free_port()
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODEY_")}
     env.update(
         CODEY_MODEL__CONTEXT_LENGTH="4096",

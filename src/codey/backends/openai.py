@@ -136,6 +136,8 @@ class OpenAIBackend(Backend):
                     if data == "[DONE]":
                         break
                     chunk = json.loads(data)
+                    if chunk.get("error"):
+                        raise UpstreamError(f"{self.url} failed mid-stream: {chunk['error']}")
                     usage = chunk.get("usage") or usage
                     for choice in chunk.get("choices") or ():
                         text, tokens = _delta_text(choice)

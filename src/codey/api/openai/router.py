@@ -24,7 +24,7 @@ from codey.api.openai.protocol import (
     now,
 )
 from codey.backends.base import ChatPrompt, Choice, Delta, Generation, TextPrompt
-from codey.errors import InvalidRequest
+from codey.errors import CodeyError, InvalidRequest
 from codey.gateway.auth import Principal
 from codey.gateway.pipeline import Answer, Call
 from codey.runtime import Runtime
@@ -202,10 +202,17 @@ async def _sse(
 
     async def events() -> AsyncIterator[str]:
         last: Delta | None = None
-        async with aclosing(deltas):
-            async for delta in deltas:
-                yield f"data: {json.dumps(chunk(delta, last is None))}\n\n"
-                last = delta
+        try:
+            async with aclosing(deltas):
+                async for delta in deltas:
+                    yield f"data: {json.dumps(chunk(delta, last is None))}\n\n"
+                    last = delta
+        except CodeyError as exc:
+            # Headers are gone: the failure travels as an event, as vLLM and OpenAI send it.
+            error = {"message": str(exc), "type": exc.kind, "code": exc.status}
+            yield f"data: {json.dumps({'error': error})}\n\n"
+            yield "data: [DONE]\n\n"
+            return
         if include_usage and last is not None:
             usage = {
                 "prompt_tokens": last.prompt_tokens,
