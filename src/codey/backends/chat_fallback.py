@@ -15,6 +15,7 @@ import re
 from codey.backends.base import ChatPrompt, InfillPrompt, Message, TextPrompt
 
 # Delimiters that code rarely contains, so the model can tell the two sides from the request.
+# _END follows the code directly, so whitespace at the cursor (an indent) stays visible.
 _BEFORE = "<<<CODE BEFORE THE CURSOR>>>"
 _AFTER = "<<<CODE AFTER THE CURSOR>>>"
 _END = "<<<END>>>"

@@ -143,7 +143,6 @@ class ChatService:
         Token counts grow with the number of turns kept, so a binary search over that number
         finds the most that fit with a few exact counts of the rendered prompt.
         """
-        budget = self.backend.context_length - max_tokens
 
         def window(keep: int) -> list[Message]:
             kept = history[len(history) - keep :] if keep else []
@@ -153,7 +152,8 @@ class ChatService:
 
         async def fits(keep: int) -> tuple[bool, int]:
             used = await self.backend.count_tokens(ChatPrompt(window(keep)))
-            return used <= budget, used
+            # Read after counting: a remote engine tells its window with its first count.
+            return used <= self.backend.context_length - max_tokens, used
 
         ok, used = await fits(0)
         if not ok:
