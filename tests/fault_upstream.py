@@ -50,6 +50,8 @@ class FaultUpstream:
         self.faults.extend(faults)
 
     def close(self) -> None:
+        if not self._thread.is_alive():
+            return
         asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)

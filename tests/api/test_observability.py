@@ -121,6 +121,12 @@ def test_the_dashboard_shows_the_apis_numbers_and_the_playground_returns_code(
         quota = driver.find_element(By.ID, f"usage-{service}-quota").text
         assert quota.replace(",", "") == str(numbers["quota"])
     wait.until(ready.presence_of_element_located((By.ID, "latency-completion-percentiles")))
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        (embedded,) = client.get("/api/v1/codey/stats").json()["deployments"]
+    cells = driver.find_element(By.ID, "deployment-embedded").find_elements(By.TAG_NAME, "td")
+    assert [c.text for c in cells[:3]] == [embedded["model"], "embedded", "llamacpp"]
+    assert cells[4].text == "closed"
+    assert cells[5].text.replace(",", "") == str(embedded["attempts"]["ok"])
 
     driver.find_element(By.ID, "play-generate-run").click()
     wait = WebDriverWait(driver, 180)

@@ -72,9 +72,10 @@ def dialect_of(path: str) -> Dialect:
     return "native"
 
 
-def render(error: HttpError, dialect: Dialect) -> JSONResponse:
+def error_body(error: HttpError, dialect: Dialect) -> dict[str, object]:
+    """The dialect's error object; also what a stream sends when it fails after its start."""
     if dialect == "openai":
-        body: dict[str, object] = {
+        return {
             "error": {
                 "message": error.message,
                 "type": _OPENAI_TYPE.get(error.status, "server_error"),
@@ -82,15 +83,17 @@ def render(error: HttpError, dialect: Dialect) -> JSONResponse:
                 "code": error.kind,
             }
         }
-    elif dialect == "vertex":
-        body = {
+    if dialect == "vertex":
+        return {
             "error": {
                 "code": error.status,
                 "message": error.message,
                 "status": _GOOGLE_STATUS.get(error.status, "UNKNOWN"),
             }
         }
-    else:
-        body = {"success": False, "error": {"type": error.kind, "message": error.message}}
+    return {"success": False, "error": {"type": error.kind, "message": error.message}}
+
+
+def render(error: HttpError, dialect: Dialect) -> JSONResponse:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
-    return JSONResponse(body, status_code=error.status, headers=headers)
+    return JSONResponse(error_body(error, dialect), status_code=error.status, headers=headers)

@@ -31,7 +31,10 @@ async def stats(request: Request) -> dict[str, Any]:
     now = gateway.clock.now()
     today = gateway.quota_day.day(now)
     name = None if who.admin else who.name
-    return await asyncio.to_thread(gateway.ledger.stats, today, gateway.quota_day, now, name)
+    stats = await asyncio.to_thread(gateway.ledger.stats, today, gateway.quota_day, now, name)
+    routers = request.app.state.runtime.routers.values()
+    stats["deployments"] = [d for router in routers for d in router.status()]
+    return stats
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

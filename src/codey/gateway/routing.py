@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_random_exponential
@@ -49,6 +50,7 @@ class Member:
     outstanding: int = 0
     credit: float = 0.0
     """Smooth weighted round robin among equally loaded deployments (nginx's algorithm)."""
+    outcomes: Counter[str] = field(default_factory=Counter)
 
     def load(self) -> float:
         return (self.outstanding + 1) / self.weight
@@ -165,6 +167,21 @@ class Router(Backend):
             await rest.aclose()  # type: ignore[attr-defined]
             self._settle(member, failure)
 
+    def status(self) -> list[dict[str, Any]]:
+        """Each deployment as the dashboard shows it."""
+        return [
+            {
+                "model": self.model_id,
+                "deployment": m.name,
+                "backend": m.backend.name,
+                "weight": m.weight,
+                "in_flight": m.outstanding,
+                "breaker": m.breaker.state,
+                "attempts": dict(m.outcomes),
+            }
+            for m in self.members
+        ]
+
     async def close(self) -> None:
         await asyncio.gather(*(m.backend.close() for m in self.members))
 
@@ -236,6 +253,7 @@ class Router(Backend):
         """Release the member and tell its breaker, the metrics and the route log."""
         member.outstanding -= 1
         outcome = outcome_of(exc)
+        member.outcomes[outcome] += 1
         if outcome in ("ok", "invalid"):
             member.breaker.success()
         elif outcome in ("cancelled", "overloaded"):

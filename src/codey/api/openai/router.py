@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from codey.api.calls import metered, new_call, principal, serve
+from codey.api.errors import error_body, from_codey
 from codey.api.models import require_model
 from codey.api.openai.protocol import (
     ChatCompletion,
@@ -209,8 +210,7 @@ async def _sse(
                     last = delta
         except CodeyError as exc:
             # Headers are gone: the failure travels as an event, as vLLM and OpenAI send it.
-            error = {"message": str(exc), "type": exc.kind, "code": exc.status}
-            yield f"data: {json.dumps({'error': error})}\n\n"
+            yield f"data: {json.dumps(error_body(from_codey(exc, 0), 'openai'))}\n\n"
             yield "data: [DONE]\n\n"
             return
         if include_usage and last is not None:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from codey.api.calls import metered, new_call, principal, serve
+from codey.api.errors import error_body, from_codey
 from codey.api.vertex.protocol import (
     DEFAULT_OUTPUT_TOKENS,
     INSTANCE_SCHEMAS,
@@ -31,7 +32,7 @@ from codey.api.vertex.protocol import (
     token_metadata,
 )
 from codey.backends.base import Delta, SamplingParams
-from codey.errors import InvalidRequest, NotFound
+from codey.errors import CodeyError, InvalidRequest, NotFound
 from codey.gateway.auth import Principal
 from codey.gateway.pipeline import Answer
 from codey.runtime import Runtime
@@ -146,16 +147,20 @@ async def server_streaming_predict(
     async def chunks() -> AsyncIterator[str]:
         yield "["
         separator = ""
-        async with aclosing(deltas):
-            async for delta in deltas:
-                if delta.text or delta.finish_reason is not None:
-                    output = (
-                        chat_prediction([delta.text])
-                        if family == "codechat-bison"
-                        else text_prediction(delta.text)
-                    )
-                    yield separator + json.dumps({"outputs": [to_tensor(output)]})
-                    separator = ","
+        try:
+            async with aclosing(deltas):
+                async for delta in deltas:
+                    if delta.text or delta.finish_reason is not None:
+                        output = (
+                            chat_prediction([delta.text])
+                            if family == "codechat-bison"
+                            else text_prediction(delta.text)
+                        )
+                        yield separator + json.dumps({"outputs": [to_tensor(output)]})
+                        separator = ","
+        except CodeyError as exc:
+            # Google's REST streams end a failed array with an error element.
+            yield separator + json.dumps(error_body(from_codey(exc, 0), "vertex"))
         yield "]"
 
     return StreamingResponse(chunks(), media_type="application/json")
