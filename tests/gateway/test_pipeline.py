@@ -196,6 +196,30 @@ async def test_per_minute_limit_without_waiting(tmp_path: Path) -> None:
     assert (await gateway.counters.get(f"team|chat|{day}"))["requests"] == 3
 
 
+async def test_a_requests_closing_writes_share_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = make_gateway(tmp_path, FakeClock(datetime(2026, 11, 25, 12, tzinfo=LA)))
+    db = gateway.ledger._db
+    groups: list[int] = []
+    commit = db._commit
+
+    def counted(jobs: list) -> list:  # type: ignore[type-arg]
+        groups.append(len(jobs))
+        return commit(jobs)
+
+    monkeypatch.setattr(db, "_commit", counted)
+    await gateway.run(call(text="a"), Work())
+    assert groups == [1, 3]  # the admission; then counters, ledger row and cache fill
+    groups.clear()
+    with pytest.raises(BackendError):
+        await gateway.run(call(text="b"), Work(BackendError("engine died")))
+    assert groups == [1, 2]  # the admission; then the refund and the ledger row
+    groups.clear()
+    await gateway.run(call(text="a"), Work())
+    assert groups == [1]  # a hit in the memory tier: the ledger row alone
+
+
 def test_keys_headers_and_services() -> None:
     ring = KeyRing([ApiKey(name="ci", sha256=hash_key("secret"), services=["completion"])])
     assert ring.principal("secret").name == "ci"

@@ -1,12 +1,12 @@
 """Daily counters per principal, service and day: SQLite (durable) or Redis (shared).
 
 `admit` is the one operation that must be exact under concurrency: it increments the request
-count only while it is under the limit, atomically (a SQLite write transaction, a Lua script).
+count only while it is under the limit, atomically (the SQLite writer thread, a Lua script).
 """
 
 from __future__ import annotations
 
-import asyncio
+import sqlite3
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -31,52 +31,54 @@ class Counters(Protocol):
 
 
 class SQLiteCounters:
+    """The counters in SQLite, written by the database's writer thread: exact because one
+    thread runs every admission, durable because each call returns after its commit."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def _admit(self, key: str, limit: int | None) -> tuple[bool, int]:
-        with self._db.transaction() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO quota_counters (key, field, value) VALUES (?, ?, 0)",
-                (key, REQUESTS),
-            )
-            cursor = conn.execute(
-                "UPDATE quota_counters SET value = value + 1 "
-                "WHERE key = ? AND field = ? AND (? IS NULL OR value < ?)",
-                (key, REQUESTS, limit, limit),
-            )
-            used = conn.execute(
-                "SELECT value FROM quota_counters WHERE key = ? AND field = ?", (key, REQUESTS)
-            ).fetchone()[0]
-            return cursor.rowcount == 1, used
-
-    def _add(self, key: str, amounts: dict[str, int]) -> None:
-        changes = [(f, n) for f, n in amounts.items() if n]
-        with self._db.transaction() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO quota_counters (key, field, value) VALUES (?, ?, 0)",
-                [(key, f) for f, _ in changes],
-            )
-            conn.executemany(
-                "UPDATE quota_counters SET value = max(value + ?, 0) WHERE key = ? AND field = ?",
-                [(n, key, f) for f, n in changes],
-            )
-
-    def _get(self, key: str) -> dict[str, int]:
-        with self._db.transaction() as conn:
-            rows = conn.execute(
-                "SELECT field, value FROM quota_counters WHERE key = ?", (key,)
-            ).fetchall()
-        return {f: 0 for f in FIELDS} | {r["field"]: r["value"] for r in rows}
-
     async def admit(self, key: str, limit: int | None) -> tuple[bool, int]:
-        return await asyncio.to_thread(self._admit, key, limit)
+        return await self._db.transact(lambda conn: _admit(conn, key, limit))
 
     async def add(self, key: str, amounts: dict[str, int]) -> None:
-        await asyncio.to_thread(self._add, key, amounts)
+        changes = [(f, n) for f, n in amounts.items() if n]
+        if changes:
+            await self._db.transact(lambda conn: _add(conn, key, changes))
 
     async def get(self, key: str) -> dict[str, int]:
-        return await asyncio.to_thread(self._get, key)
+        return await self._db.transact(lambda conn: _get(conn, key))
+
+
+def _admit(conn: sqlite3.Connection, key: str, limit: int | None) -> tuple[bool, int]:
+    conn.execute(
+        "INSERT OR IGNORE INTO quota_counters (key, field, value) VALUES (?, ?, 0)",
+        (key, REQUESTS),
+    )
+    cursor = conn.execute(
+        "UPDATE quota_counters SET value = value + 1 "
+        "WHERE key = ? AND field = ? AND (? IS NULL OR value < ?)",
+        (key, REQUESTS, limit, limit),
+    )
+    used = conn.execute(
+        "SELECT value FROM quota_counters WHERE key = ? AND field = ?", (key, REQUESTS)
+    ).fetchone()[0]
+    return cursor.rowcount == 1, used
+
+
+def _add(conn: sqlite3.Connection, key: str, changes: list[tuple[str, int]]) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO quota_counters (key, field, value) VALUES (?, ?, 0)",
+        [(key, f) for f, _ in changes],
+    )
+    conn.executemany(
+        "UPDATE quota_counters SET value = max(value + ?, 0) WHERE key = ? AND field = ?",
+        [(n, key, f) for f, n in changes],
+    )
+
+
+def _get(conn: sqlite3.Connection, key: str) -> dict[str, int]:
+    rows = conn.execute("SELECT field, value FROM quota_counters WHERE key = ?", (key,))
+    return {f: 0 for f in FIELDS} | {r["field"]: r["value"] for r in rows}
 
 
 _ADMIT = """

@@ -2,14 +2,16 @@
 quota and budgets, per-minute limit, then the call, then counters, ledger and cache fill.
 
 Cache hits come before the limits so that they use no quota; a request that fails inside codey
-(status 500 and up, or the client going away) gets its daily request back.
+(status 500 and up, or the client going away) gets its daily request back. The writes that
+close a request are submitted together (with SQLite: one transaction on the database's writer
+thread) and awaited before the response leaves, so its ledger row is durable by then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,9 +140,7 @@ class Gateway:
         except BaseException as exc:
             await self.fail(ticket, exc)
             raise
-        await self.complete(ticket, answer)
-        if key is not None and not call.no_store:
-            await self.cache.put(key, call.service, answer.__dict__)  # type: ignore[union-attr]
+        await self.complete(ticket, answer, None if call.no_store else key)
         return answer, False
 
     async def admit(self, call: Call) -> Ticket:
@@ -154,35 +154,41 @@ class Gateway:
         key = f"{name}|{service}|{day}"
         limits = self.limits_for(call.principal, service)
         input_chars = billable_characters(call.input_text)
+        counted = False
         try:
             await self._check_budgets(key, limits, input_chars, now)
-            admitted, used = await self.counters.admit(key, limits.requests_per_day)
+            counted, used = await self.counters.admit(key, limits.requests_per_day)
             self.metrics.quota(service, name, used, limits.requests_per_day)
-            if not admitted:
+            if not counted:
                 raise RateLimited(
                     f"{name} has used its {limits.requests_per_day} {service} requests for {day}.",
                     retry_after=self.quota_day.seconds_to_reset(now),
                 )
-            try:
-                waited = await self.limiter.acquire(name, service, limits.requests_per_minute)
-            except RateLimited:
-                await self.counters.add(key, {"requests": -1})
-                raise
+            waited = await self.limiter.acquire(name, service, limits.requests_per_minute)
         except RateLimited as exc:
-            await self._record(
+            record = self._record(
                 call, day, started, None, status=429, error=exc.message, input_chars=input_chars
             )
+            # Refused by the per-minute limit: the daily request goes back.
+            refund = self.counters.add(key, {"requests": -1}) if counted else None
+            await _together(refund, record)
             raise
         return Ticket(call, key, day, started, input_chars, waited, open_log())
 
-    async def complete(self, ticket: Ticket, answer: Answer) -> None:
+    async def complete(self, ticket: Ticket, answer: Answer, cache_key: str | None = None) -> None:
+        """Count the answer's characters and tokens, write its ledger row and, given a key,
+        fill the cache with it; all three at once, so that with SQLite they share one
+        transaction. Returns when all are written."""
         output_chars = billable_characters(answer.output_text)
         tokens = answer.prompt_tokens + answer.completion_tokens
-        await self.counters.add(
+        count = self.counters.add(
             ticket.counter_key,
             {"input_chars": ticket.input_chars, "output_chars": output_chars, "tokens": tokens},
         )
-        await self._record(
+        fill = None
+        if cache_key is not None and self.cache is not None:
+            fill = self.cache.put(cache_key, ticket.call.service, answer.__dict__)
+        record = self._record(
             ticket.call,
             ticket.day,
             ticket.started,
@@ -193,6 +199,7 @@ class Gateway:
             output_chars=output_chars,
             route=ticket.route,
         )
+        await _together(count, record, fill)
 
     async def fail(self, ticket: Ticket, exc: BaseException) -> None:
         kind = type(exc).__name__
@@ -202,9 +209,10 @@ class Gateway:
             status, error = 499, "the client went away"
         else:
             status, error = 500, f"{type(exc).__name__}: {exc}"
+        refund = None
         if status >= 499:  # a failure inside codey, not the caller's: give the request back
-            await self.counters.add(ticket.counter_key, {"requests": -1})
-        await self._record(
+            refund = self.counters.add(ticket.counter_key, {"requests": -1})
+        record = self._record(
             ticket.call,
             ticket.day,
             ticket.started,
@@ -216,6 +224,7 @@ class Gateway:
             input_chars=ticket.input_chars,
             route=ticket.route,
         )
+        await _together(refund, record)
 
     async def _check_budgets(
         self, key: str, limits: ServiceLimits, input_chars: int, now: Any
@@ -302,3 +311,9 @@ class Gateway:
         )
         self.metrics.observe(row, kind)
         await self.ledger.record(row)
+
+
+async def _together(*writes: Coroutine[Any, Any, None] | None) -> None:
+    """Await the writes of one request together: submitted in the same turn of the event
+    loop, they reach the SQLite writer thread as one group (one transaction, one hop)."""
+    await asyncio.gather(*(w for w in writes if w is not None))
