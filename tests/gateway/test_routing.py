@@ -22,6 +22,17 @@ PARAMS = SamplingParams(max_tokens=8, temperature=0)
 FAST = dict(backoff_initial=0.05, backoff_max=0.2, breaker_reset_seconds=0.5)
 
 
+_made: list[dict] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_routers():
+    yield
+    while _made:
+        for router in _made.pop().values():
+            await router.close()
+
+
 @pytest.fixture
 def upstreams() -> Iterator[list[FaultUpstream]]:
     started = [FaultUpstream(), FaultUpstream()]
@@ -48,7 +59,9 @@ def routers(
         )
     settings = Settings(models=models, resilience=ResilienceSettings(**{**FAST, **resilience}))
     metrics = Metrics()
-    return build_routers(settings, None, metrics), metrics
+    built = build_routers(settings, None, metrics)
+    _made.append(built)
+    return built, metrics
 
 
 async def test_429_with_retry_after_is_waited_out_then_answered(upstreams):
@@ -208,3 +221,10 @@ async def test_the_fallback_model_answers_when_every_deployment_fails(upstreams)
 
 async def _collect(router) -> str:
     return "".join([d.text async for d in router.stream(PROMPT, PARAMS)])
+
+
+async def test_tokens_are_counted_by_a_deployment_that_answers(upstreams):
+    router = routers(upstreams)[0]["coder"]
+    upstreams[0].close()  # the first choice is down: the other one counts
+    assert await router.count_tokens(PROMPT) >= len(PROMPT.messages[0].content)
+    assert upstreams[1].seen[-1].path == "/tokenize"

@@ -110,8 +110,15 @@ class Router(Backend):
         return min(m.backend.context_length for m in self.members)
 
     async def count_tokens(self, prompt: Prompt) -> int:
-        member = min(self.members, key=lambda m: (not m.free(), m.load()))
-        return await member.backend.count_tokens(prompt)
+        """From the first deployment that can count, the free and least loaded first."""
+        ranked = sorted(self.members, key=lambda m: (not m.free(), m.load()))
+        for member in ranked[:-1]:
+            try:
+                return await member.backend.count_tokens(prompt)
+            except UpstreamError as exc:
+                if not exc.retryable:
+                    raise
+        return await ranked[-1].backend.count_tokens(prompt)
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> Generation:
         async def call(member: Member) -> Generation:
