@@ -77,9 +77,12 @@ class FaultUpstream:
             head = (await reader.readuntil(b"\r\n\r\n")).decode()
             path = head.split(" ", 2)[1]
             length = next(
-                int(line.split(":", 1)[1])
-                for line in head.split("\r\n")
-                if line.lower().startswith("content-length:")
+                (
+                    int(line.split(":", 1)[1])
+                    for line in head.split("\r\n")
+                    if line.lower().startswith("content-length:")
+                ),
+                0,
             )
             body = json.loads(await reader.readexactly(length)) if length else {}
             self.seen.append(Seen(path, body, time.monotonic()))
@@ -101,6 +104,9 @@ class FaultUpstream:
         if kind == "retry_after":
             error = {"error": {"message": "slow down"}}
             _respond(writer, 429, error, {"Retry-After": f"{value:g}"})
+            return
+        if path.endswith("/models"):
+            _respond(writer, 200, {"object": "list", "data": [{"id": "m", "object": "model"}]})
             return
         if path.endswith("/tokenize"):
             _respond(writer, 404, {"error": {"message": "no tokenizer here"}})

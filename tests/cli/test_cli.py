@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from codey.provision.assemble import embedded_path
+from tests.fault_upstream import FaultUpstream
 
 
 def codey(
@@ -162,3 +164,34 @@ def test_interactive_chat_keeps_its_history(env: dict[str, str]) -> None:
     assert len(turns) == 2
     assert turns[0]["conversation_id"] == turns[1]["conversation_id"]
     assert turns[1]["history_messages"] == 2 and "Ada" in turns[1]["response"]
+
+
+def test_routes_shows_each_deployment_and_checks_the_remote_ones(tmp_path: Path) -> None:
+    serving, elsewhere = FaultUpstream(), FaultUpstream()
+    elsewhere.close()  # a port where nothing listens any more
+    config = tmp_path / "codey.toml"
+    config.write_text(
+        '[chat]\nmodel = "remote"\n'
+        '[models.local]\n[[models.local.deployments]]\nname = "embedded"\nbackend = "llamacpp"\n'
+        '[models.remote]\nfallback = "local"\n'
+        f'[[models.remote.deployments]]\nname = "up"\nbackend = "openai"\nurl = "{serving.url}"\n'
+        'model_id = "m"\n'
+        f'[[models.remote.deployments]]\nname = "down"\nbackend = "openai"\n'
+        f'url = "{elsewhere.url}"\nmodel_id = "m"\n'
+        f'[[models.remote.deployments]]\nname = "wrong"\nbackend = "openai"\n'
+        f'url = "{serving.url}"\nmodel_id = "other"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEY_")}
+    try:
+        run = codey(
+            "--config", str(config), "model", "routes", "--check", "--json", env=env, check=False
+        )
+    finally:
+        serving.close()
+    assert run.returncode == 1
+    rows = {row["deployment"]: row for row in json.loads(run.stdout)}
+    assert rows["embedded"]["services"] == ["generation", "completion"]
+    assert rows["up"]["services"] == ["chat"] and rows["up"]["fallback"] == "local"
+    assert rows["embedded"]["reachable"] is True and rows["up"]["reachable"] is True
+    assert rows["down"]["reachable"].startswith("Cannot connect")
+    assert "does not serve 'other'" in rows["wrong"]["reachable"]

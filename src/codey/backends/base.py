@@ -150,5 +150,9 @@ class Backend(ABC):
     def stream(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
         """One answer, token by token; closing the iterator stops the engine."""
 
+    async def probe(self) -> None:
+        """Raise a CodeyError unless the engine answers; by default, by counting a token."""
+        await self.count_tokens(TextPrompt("ping"))
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release the engine."""

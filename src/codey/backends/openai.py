@@ -164,6 +164,25 @@ class OpenAIBackend(Backend):
             completion_tokens=int(usage.get("completion_tokens", 0)),
         )
 
+    async def probe(self) -> None:
+        """The server lists its models at /models, and ours among them."""
+        try:
+            async with self._client().get(f"{self.url}/models") as response:
+                data = await response.read()
+                if response.status != 200:
+                    raise _status_error(response, data, self.url)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _transport_error(exc, self.url) from exc
+        try:
+            listed = [m["id"] for m in json.loads(data)["data"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UpstreamError(f"{self.url}/models is not an OpenAI model list.") from exc
+        if self.model_id not in listed:
+            raise UpstreamError(
+                f"{self.url} does not serve {self.model_id!r}; it lists {', '.join(listed)}.",
+                retryable=False,
+            )
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -278,8 +297,10 @@ def _finish(reason: str | None) -> FinishReason | None:
 
 
 def _transport_error(exc: BaseException, url: str) -> UpstreamError:
-    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
-        return UpstreamError(f"Cannot connect to {url}: {exc or type(exc).__name__}.")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamError(f"Cannot connect to {url}: {exc.strerror or exc}.")
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return UpstreamError(f"Cannot connect to {url}: no answer in time.")
     if isinstance(exc, TimeoutError):
         return UpstreamTimeout(f"{url} sent nothing within the first-token timeout.")
     return UpstreamError(f"The connection to {url} failed: {exc or type(exc).__name__}.")

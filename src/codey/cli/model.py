@@ -1,14 +1,15 @@
-"""`codey model ...`: assemble, verify and describe the model file."""
+"""`codey model ...`: assemble, verify and describe the model file; show the routes."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from codey.cli.output import byte_progress, console, fail, print_json
-from codey.config import Settings
+from codey.config import SERVICES, Settings
 from codey.errors import CodeyError
 from codey.provision.assemble import (
     EMBEDDED_SHA256,
@@ -20,6 +21,7 @@ from codey.provision.assemble import (
     verify,
 )
 from codey.provision.gguf_header import read_header
+from codey.runtime import connect
 
 app = typer.Typer(help="Assemble, verify and describe the model.", no_args_is_help=True)
 
@@ -100,3 +102,79 @@ def info_command(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         shown = f"{value:,}" if isinstance(value, int) else str(value)
         table.add_row(f"[bold]{key.replace('_', ' ')}[/]", shown)
     console.print(table)
+
+
+@app.command("routes")
+def routes_command(
+    ctx: typer.Context,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Ask each remote deployment whether it serves its model."),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Which model each service runs on, and the deployments behind each model."""
+    settings: Settings = ctx.obj
+    reached = asyncio.run(_reach(settings)) if check else {}
+    rows = [
+        {
+            "model": model,
+            "services": [s for s in SERVICES if settings.model_for(s) == model],
+            "deployment": d.name,
+            "backend": d.backend,
+            "where": d.url or (f"{d.project}/{d.location}" if d.project else "in process"),
+            "model_id": d.model_id,
+            "weight": d.weight,
+            "max_concurrency": d.max_concurrency,
+            "fallback": route.fallback,
+            **({"reachable": reached.get(d.name or "")} if check else {}),
+        }
+        for model, route in settings.models.items()
+        for d in route.deployments
+    ]
+    if as_json:
+        print_json(rows)
+    else:
+        console.print(_routes_table(rows, check))
+    if check and not all(v is True for v in reached.values()):
+        raise typer.Exit(1)
+
+
+def _routes_table(rows: list[dict[str, Any]], check: bool) -> Table:
+    table = Table(title="codey routes")
+    for column in ("model", "deployment", "backend", "where", "upstream model", "weight"):
+        table.add_column(column, overflow="fold")
+    if check:
+        table.add_column("reachable", overflow="fold")
+    for row in rows:
+        model = row["model"] + (f" ({', '.join(row['services'])})" if row["services"] else "")
+        if row["fallback"]:
+            model += f", then {row['fallback']}"
+        cells = [model, row["deployment"], row["backend"], row["where"]]
+        cells += [row["model_id"] or "-", f"{row['weight']:g}"]
+        if check:
+            reachable = row["reachable"]
+            cells.append("[green]yes[/]" if reachable is True else f"[red]{reachable}[/]")
+        table.add_row(*cells)
+    return table
+
+
+async def _reach(settings: Settings) -> dict[str, str | bool]:
+    """True for each remote deployment that answers, else what is wrong; the embedded
+    engine is in process and `codey model verify` checks it."""
+    results: dict[str, str | bool] = {}
+    for route in settings.models.values():
+        for d in route.deployments:
+            if d.backend == "llamacpp":
+                results[d.name or ""] = True
+                continue
+            try:
+                backend = connect(d, settings.resilience, None)
+                try:
+                    await backend.probe()
+                    results[d.name or ""] = True
+                finally:
+                    await backend.close()
+            except CodeyError as exc:
+                results[d.name or ""] = exc.message
+    return results
