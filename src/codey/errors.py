@@ -159,6 +159,15 @@ class UpstreamError(BackendError):
         self.upstream_status = upstream_status
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After (or retryDelay) value in seconds; None for a date or nonsense, which
+    backoff covers."""
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
+
+
 class UpstreamTimeout(UpstreamError):
     """No first token, or no answer, within the configured time."""
 
@@ -174,5 +183,5 @@ class NoDeployment(BackendError):
     kind: ClassVar[str] = "no_deployment"
 
     def __init__(self, message: str, *, retry_after: int) -> None:
-        CodeyError.__init__(self, message, hint=f"Retry after {retry_after} s.")
+        super().__init__(message, hint=f"Retry after {retry_after} s.")
         self.retry_after = retry_after

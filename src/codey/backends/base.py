@@ -114,6 +114,15 @@ def confidence_of(tokens: Sequence[TokenLogprob]) -> float:
     return math.exp(sum(t.logprob for t in tokens) / len(tokens))
 
 
+def deltas_for(text: str, tokens: Sequence[TokenLogprob]) -> list[Delta]:
+    """A streamed chunk as deltas: one per token when the tokens spell its text, else one."""
+    if not text:
+        return []
+    if tokens and "".join(t.text for t in tokens) == text:
+        return [Delta(t.text, t) for t in tokens]
+    return [Delta(text, tokens[0] if len(tokens) == 1 else None)]
+
+
 def span_confidence(tokens: Sequence[TokenLogprob], spans: Sequence[tuple[int, int]]) -> float:
     """Confidence of the tokens whose text overlaps any [start, end) span of the answer."""
     inside, offset = [], 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from codey.backends.base import ChatPrompt, InfillPrompt, Message, TextPrompt
+from codey.backends.base import ChatPrompt, InfillPrompt, Message, TextPrompt, TokenLogprob
 
 # Delimiters that code rarely contains, so the model can tell the two sides from the request.
 # _END follows the code directly, so whitespace at the cursor (an indent) stays visible.
@@ -59,3 +59,9 @@ def strip_fences(text: str) -> str:
     """The body of a Markdown code fence that wraps the whole answer; other text as is."""
     match = _FENCE.match(text)
     return match.group("body") if match else text
+
+
+def unfence(text: str, tokens: list[TokenLogprob]) -> tuple[str, list[TokenLogprob]]:
+    """An answer without its fence; its tokens only while they still spell the text."""
+    stripped = strip_fences(text)
+    return (text, tokens) if stripped == text else (stripped, [])

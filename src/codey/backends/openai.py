@@ -32,11 +32,18 @@ from codey.backends.base import (
     SamplingParams,
     TextPrompt,
     TokenLogprob,
+    deltas_for,
 )
-from codey.backends.chat_fallback import infill_as_chat, strip_fences
+from codey.backends.chat_fallback import infill_as_chat, unfence
 from codey.backends.fim import FIM_TEMPLATES
 from codey.config import Deployment, ResilienceSettings
-from codey.errors import ConfigError, InvalidRequest, UpstreamError, UpstreamTimeout
+from codey.errors import (
+    ConfigError,
+    InvalidRequest,
+    UpstreamError,
+    UpstreamTimeout,
+    retry_after_seconds,
+)
 
 DEFAULT_CONTEXT = 32768
 """Assumed until the upstream says otherwise; the upstream still enforces its own window."""
@@ -93,13 +100,7 @@ class OpenAIBackend(Backend):
             _, request, _ = self._request(prompt, SamplingParams(max_tokens=1))
             body["prompt"] = request.get("prompt", "")
         root = self.url.removesuffix("/v1")
-        try:
-            async with self._client().post(f"{root}/tokenize", json=body) as response:
-                status, data = response.status, await response.read()
-                if status not in (200, 404, 405):
-                    raise _status_error(response, data, self.url)
-        except aiohttp.ClientError as exc:
-            raise _transport_error(exc, self.url) from exc
+        status, data = await self._fetch("POST", f"{root}/tokenize", body, (200, 404, 405))
         if status == 200:
             answer = json.loads(data)
             if answer.get("max_model_len") and self._context is None:
@@ -109,13 +110,7 @@ class OpenAIBackend(Backend):
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> Generation:
         endpoint, body, fenced = self._request(prompt, params)
-        try:
-            async with self._client().post(self.url + endpoint, json=body) as response:
-                data = await response.read()
-                if response.status != 200:
-                    raise _status_error(response, data, self.url)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _transport_error(exc, self.url) from exc
+        _, data = await self._fetch("POST", self.url + endpoint, body)
         try:
             answer = json.loads(data)
             choices = [_choice(c, fenced) for c in answer["choices"]]
@@ -127,7 +122,8 @@ class OpenAIBackend(Backend):
         )
 
     async def stream(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
-        endpoint, body, fenced = self._request(prompt, params)
+        # A stream is passed on as the model writes it: fences, if any, stay.
+        endpoint, body, _ = self._request(prompt, params)
         body.update(n=1, stream=True, stream_options={"include_usage": True})
         finish: FinishReason | None = None
         usage: dict[str, Any] = {}
@@ -147,7 +143,7 @@ class OpenAIBackend(Backend):
                     usage = chunk.get("usage") or usage
                     for choice in chunk.get("choices") or ():
                         text, tokens = _delta_text(choice)
-                        for delta in _deltas(text, tokens):
+                        for delta in deltas_for(text, tokens):
                             yield delta
                         finish = _finish(choice.get("finish_reason")) or finish
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -156,7 +152,6 @@ class OpenAIBackend(Backend):
             raise UpstreamError(f"{self.url} sent a stream event that is not JSON.") from exc
         if finish is None:
             raise UpstreamError(f"{self.url} ended the stream before the answer was finished.")
-        del fenced  # a stream is passed on as the model writes it
         yield Delta(
             "",
             finish_reason=finish,
@@ -166,13 +161,7 @@ class OpenAIBackend(Backend):
 
     async def probe(self) -> None:
         """The server lists its models at /models, and ours among them."""
-        try:
-            async with self._client().get(f"{self.url}/models") as response:
-                data = await response.read()
-                if response.status != 200:
-                    raise _status_error(response, data, self.url)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _transport_error(exc, self.url) from exc
+        _, data = await self._fetch("GET", f"{self.url}/models")
         try:
             listed = [m["id"] for m in json.loads(data)["data"]]
         except (ValueError, KeyError, TypeError) as exc:
@@ -182,6 +171,23 @@ class OpenAIBackend(Backend):
                 f"{self.url} does not serve {self.model_id!r}; it lists {', '.join(listed)}.",
                 retryable=False,
             )
+
+    async def _fetch(
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None = None,
+        expected: tuple[int, ...] = (200,),
+    ) -> tuple[int, bytes]:
+        """Status and body of one whole request; failures in codey's terms."""
+        try:
+            async with self._client().request(method, url, json=body) as response:
+                data = await response.read()
+                if response.status not in expected:
+                    raise _status_error(response, data, self.url)
+                return response.status, data
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _transport_error(exc, self.url) from exc
 
     async def close(self) -> None:
         if self._session is not None:
@@ -237,7 +243,7 @@ def _choice(choice: dict[str, Any], fenced: bool) -> Choice:
         text = choice.get("text") or ""
         tokens = _completion_tokens(choice.get("logprobs"))
     if fenced:
-        text, tokens = strip_fences(text), []
+        text, tokens = unfence(text, tokens)
     return Choice(text, tokens, _finish(choice.get("finish_reason")) or "stop")
 
 
@@ -246,15 +252,6 @@ def _delta_text(choice: dict[str, Any]) -> tuple[str, list[TokenLogprob]]:
         text = (choice.get("delta") or {}).get("content") or ""
         return text, _chat_tokens((choice.get("logprobs") or {}).get("content"))
     return choice.get("text") or "", _completion_tokens(choice.get("logprobs"))
-
-
-def _deltas(text: str, tokens: list[TokenLogprob]) -> list[Delta]:
-    """One delta per token when the upstream's logprobs spell out the text, else one."""
-    if not text:
-        return []
-    if tokens and "".join(t.text for t in tokens) == text:
-        return [Delta(t.text, t) for t in tokens]
-    return [Delta(text, tokens[0] if len(tokens) == 1 else None)]
 
 
 def _chat_tokens(content: list[dict[str, Any]] | None) -> list[TokenLogprob]:
@@ -322,13 +319,6 @@ def _status_error(response: aiohttp.ClientResponse, data: bytes, url: str) -> Ex
     return UpstreamError(
         f"{url} answered {status}: {message}",
         retryable=retryable,
-        retry_after=_retry_after(response.headers.get("retry-after")),
+        retry_after=retry_after_seconds(response.headers.get("retry-after")),
         upstream_status=status,
     )
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: rare from inference servers, and backoff covers it

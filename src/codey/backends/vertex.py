@@ -18,7 +18,7 @@ import asyncio
 import importlib
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +44,18 @@ from codey.backends.base import (
     SamplingParams,
     TextPrompt,
     TokenLogprob,
+    deltas_for,
 )
-from codey.backends.chat_fallback import continue_as_chat, infill_as_chat, strip_fences
+from codey.backends.chat_fallback import continue_as_chat, infill_as_chat, unfence
 from codey.config import Deployment, ResilienceSettings
-from codey.errors import CodeyError, ConfigError, InvalidRequest, UpstreamError, UpstreamTimeout
+from codey.errors import (
+    CodeyError,
+    ConfigError,
+    InvalidRequest,
+    UpstreamError,
+    UpstreamTimeout,
+    retry_after_seconds,
+)
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 DEFAULT_CONTEXT = 1_048_576
@@ -189,7 +197,7 @@ class GeminiBackend(Backend):
                         raise _no_answer(chunk, self.model_id)
                     usage = chunk.usage_metadata or usage  # running totals: the last one counts
                     for candidate in chunk.candidates or ():
-                        for delta in _deltas(_text(candidate), _tokens(candidate)):
+                        for delta in deltas_for(_text(candidate), _tokens(candidate)):
                             yield delta
                         finish = _finish(candidate.finish_reason) or finish
                     chunk = await anext(chunks, None)
@@ -287,8 +295,8 @@ def _request(prompt: Prompt) -> _Request:
 
 def _choice(candidate: types.Candidate, fenced: bool) -> Choice:
     text, tokens = _text(candidate), _tokens(candidate)
-    if fenced and (stripped := strip_fences(text)) != text:
-        text, tokens = stripped, []  # the tokens no longer spell the text
+    if fenced:
+        text, tokens = unfence(text, tokens)
     return Choice(text, tokens, _finish(candidate.finish_reason) or "stop")
 
 
@@ -312,15 +320,6 @@ def _tokens(candidate: types.Candidate) -> list[TokenLogprob]:
         )
         tokens.append(TokenLogprob(chosen.token or "", chosen.log_probability, alternatives))
     return tokens
-
-
-def _deltas(text: str, tokens: Sequence[TokenLogprob]) -> list[Delta]:
-    """One delta per token when the tokens spell the chunk's text, else one for the chunk."""
-    if not text:
-        return []
-    if tokens and "".join(t.text for t in tokens) == text:
-        return [Delta(t.text, t) for t in tokens]
-    return [Delta(text, tokens[0] if len(tokens) == 1 else None)]
 
 
 def _finish(reason: types.FinishReason | None) -> FinishReason | None:
@@ -404,16 +403,9 @@ def _retry_after(exc: genai_errors.APIError) -> float | None:
     headers = getattr(exc.response, "headers", None)
     header = headers.get("retry-after") if headers is not None else None
     if header:
-        return _seconds(header)
+        return retry_after_seconds(header)
     details = exc.details.get("error", {}).get("details") if isinstance(exc.details, dict) else None
     for detail in details or ():
         if isinstance(detail, dict) and str(detail.get("@type")).endswith("rpc.RetryInfo"):
-            return _seconds(str(detail.get("retryDelay", "")).removesuffix("s"))
+            return retry_after_seconds(str(detail.get("retryDelay", "")).removesuffix("s"))
     return None
-
-
-def _seconds(value: str) -> float | None:
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # Google sends delay seconds; anything else is ignored
