@@ -1,9 +1,9 @@
 """Any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server, TGI, another codey) over
 pooled aiohttp connections.
 
-aiohttp rather than httpx: in front of an instant upstream, httpx spent 0.65 ms of CPU per
-request at concurrency 1 and 1.4 ms at 16, aiohttp 0.1 to 0.2 ms (docs/benchmarks.md), and
-the client is most of what a gateway does per request.
+aiohttp rather than httpx: in front of an instant upstream, httpx spent 0.75 ms of CPU per
+request at concurrency 1 and 1.24 ms at 16, aiohttp 0.24 and 0.10 ms (bench/http_clients.py,
+docs/benchmarks.md), and the client is most of what a gateway does per request.
 
 Chat goes to /chat/completions and raw text to /completions. Fill-in-the-middle goes where the
 deployment's `infill` setting says: the completions API's `suffix` field (codey, Ollama, OpenAI),
