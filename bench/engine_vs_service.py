@@ -2,10 +2,12 @@
 
     .venv/bin/python bench/engine_vs_service.py [--max-tokens 128] [--repeat 2] [--json out.json]
 
-Both paths share one loaded `Llama`; the KV cache is reset before every call so that each one
-pays for its full prompt. The bare engine runs `create_chat_completion` / `create_completion`
-at temperature 0; codey runs the generation and completion services, with their prompt
-building, token scoring, code extraction and post-processing.
+The bare engine is a `Llama` loaded in this process with codey's engine settings; codey runs in
+its engine process, so the figures include the process boundary. Both KV caches are reset before
+every call so that each one pays for its full prompt. The bare engine runs
+`create_chat_completion` / `create_completion` at temperature 0; codey runs the generation and
+completion services, with their prompt building, token scoring, code extraction and
+post-processing.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from codey.backends.fim import FIM_TEMPLATES
+from codey.benchmark.runner import bare_llama
 from codey.config import load_settings
 from codey.runtime import Runtime
 from codey.services.completion import CompletionRequest
@@ -37,8 +41,7 @@ PROMPTS = [
 COMPLETION_PREFIX = Path(__file__).with_name("fixtures").joinpath("completion_prefix.py")
 
 
-def bare_chat(runtime: Runtime, prompt: str, max_tokens: int) -> tuple[int, float]:
-    llm = runtime.embedded.engine.llm  # type: ignore[union-attr]
+def bare_chat(llm: Any, prompt: str, max_tokens: int) -> tuple[int, float]:
     llm.reset()
     messages = [
         {"role": m.role, "content": m.content} for m in build_messages(GenerationRequest(prompt))
@@ -49,7 +52,7 @@ def bare_chat(runtime: Runtime, prompt: str, max_tokens: int) -> tuple[int, floa
 
 
 async def codey_generate(runtime: Runtime, prompt: str, max_tokens: int) -> tuple[int, float]:
-    runtime.embedded.engine.llm.reset()  # type: ignore[union-attr]
+    await runtime.embedded.engine.reset()  # type: ignore[union-attr]
     started = time.perf_counter()
     result = await runtime.generation.generate(
         GenerationRequest(prompt, max_tokens=max_tokens, temperature=0)
@@ -57,8 +60,7 @@ async def codey_generate(runtime: Runtime, prompt: str, max_tokens: int) -> tupl
     return result.completion_tokens, time.perf_counter() - started
 
 
-def bare_fim(runtime: Runtime, prefix: str, max_tokens: int) -> tuple[int, float]:
-    llm = runtime.embedded.engine.llm  # type: ignore[union-attr]
+def bare_fim(llm: Any, prefix: str, max_tokens: int) -> tuple[int, float]:
     llm.reset()
     prompt = FIM_TEMPLATES["qwen"].render(prefix, "")
     tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
@@ -68,7 +70,7 @@ def bare_fim(runtime: Runtime, prefix: str, max_tokens: int) -> tuple[int, float
 
 
 async def codey_complete(runtime: Runtime, prefix: str, max_tokens: int) -> tuple[int, float]:
-    runtime.embedded.engine.llm.reset()  # type: ignore[union-attr]
+    await runtime.embedded.engine.reset()  # type: ignore[union-attr]
     started = time.perf_counter()
     result = await runtime.completion.complete(
         CompletionRequest(prefix, "", max_completions=1, max_tokens=max_tokens)
@@ -85,17 +87,18 @@ async def main() -> None:
 
     settings = load_settings()
     runtime = Runtime.start(settings)
+    llm = bare_llama(runtime.embedded.engine.spec)  # type: ignore[union-attr]
     prefix = COMPLETION_PREFIX.read_text()
     cases = [("generate", p, bare_chat, codey_generate) for p in PROMPTS]
     cases += [(f"complete {n} chars", prefix[:n], bare_fim, codey_complete) for n in (250, 1000)]
 
-    bare_chat(runtime, PROMPTS[0], 16)  # warm up caches and threads before measuring
+    bare_chat(llm, PROMPTS[0], 16)  # warm up caches and threads before measuring
     await codey_generate(runtime, PROMPTS[0], 16)
     rows = []
     for service, prompt, bare, ours in cases:
         bare_runs, codey_runs = [], []
         for _ in range(args.repeat):  # alternate, so drift hits both sides alike
-            bare_runs.append(bare(runtime, prompt, args.max_tokens))
+            bare_runs.append(bare(llm, prompt, args.max_tokens))
             codey_runs.append(await ours(runtime, prompt, args.max_tokens))
         bare_tps = statistics.median(n / s for n, s in bare_runs)
         codey_tps = statistics.median(n / s for n, s in codey_runs)

@@ -34,7 +34,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def backend(settings: Settings) -> Iterator[LlamaCppBackend]:
     backend = LlamaCppBackend.load(settings.model)
     yield backend
-    backend.scheduler.close()
+    backend.engine.close()
 
 
 @pytest.fixture(scope="session")

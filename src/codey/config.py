@@ -48,6 +48,15 @@ class ModelSettings(_Section):
     family: str | None = Field(
         default=None, description="Fill-in-the-middle template family; unset reads the GGUF."
     )
+    extra_buffers: bool = Field(
+        default=True,
+        description="Let llama.cpp repack the weights for this CPU (its extra buffer types); "
+        "always off with a llama.cpp build that compiled in AMX, which crashes there.",
+    )
+    restart_limit: int = Field(
+        default=5, ge=1, description="Engine process deaths within the window before giving up."
+    )
+    restart_window_seconds: float = Field(default=60.0, gt=0)
 
 
 class StoreSettings(_Section):

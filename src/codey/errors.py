@@ -10,9 +10,14 @@ CodeyError
 ├── InvalidRequest            the caller's input is wrong (400)
 │   └── ContextOverflow       the prompt does not fit the context window
 ├── NotFound                  an id that does not exist (404)
+├── Unauthorized              no API key, or an unknown one (401)
+├── Forbidden                 the key may not use this service (403)
+├── RateLimited               over a daily quota or a per-minute limit (429)
 ├── Overloaded                the engine queue is full (503)
+│   └── EngineUnavailable     the engine process is starting, restarting or given up on (503)
 ├── Cancelled                 the caller went away
 └── BackendError              the engine failed (502)
+    ├── EngineCrashed         the engine process died with the request in hand (503)
     ├── UpstreamError         a deployment failed; `retryable` says if another try may help
     │   └── UpstreamTimeout   no first token or no answer in time (504)
     └── NoDeployment          every deployment of a model is busy or its breaker open (503)
@@ -127,6 +132,17 @@ class Overloaded(CodeyError):
         super().__init__(message, hint="Retry in a few seconds.")
 
 
+class EngineUnavailable(Overloaded):
+    """The engine process is not ready: starting, restarting after a crash, or stopped after
+    crashing again and again; `retry_after` is whole seconds until it may be back."""
+
+    kind: ClassVar[str] = "engine_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
+        CodeyError.__init__(self, message, hint=hint or f"Retry after {retry_after} s.")
+        self.retry_after = retry_after
+
+
 class Cancelled(CodeyError):
     """The caller went away before the answer was finished."""
 
@@ -139,6 +155,18 @@ class BackendError(CodeyError):
 
     status: ClassVar[int] = 502
     kind: ClassVar[str] = "backend_error"
+
+
+class EngineCrashed(BackendError):
+    """The engine process died (a native crash, the OOM killer) while answering; it restarts by
+    itself. Never retried: the request in hand may be what crashed it."""
+
+    status: ClassVar[int] = 503
+    kind: ClassVar[str] = "engine_crashed"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, hint=f"Retry after {retry_after} s.")
+        self.retry_after = retry_after
 
 
 class UpstreamError(BackendError):

@@ -47,6 +47,8 @@ class Runtime:
         embedded = backend
         if embedded is None and any(d.backend == "llamacpp" for d in deployments):
             embedded = LlamaCppBackend.load(settings.model, progress)
+        if embedded is not None:
+            embedded.engine.on_restart.append(metrics.engine_restarts.inc)
         routers = build_routers(settings, embedded, metrics)
         database = Database(settings.store.sqlite_path)
 

@@ -37,7 +37,7 @@ async def test_the_qwen_family_and_chat_template_are_read_from_the_gguf(
 async def test_token_counts_are_the_tokenizers(backend: LlamaCppBackend) -> None:
     text = "def add(a, b):\n    return a + b\n"
     count = await backend.count_tokens(TextPrompt(text))
-    assert count == len(backend.engine.tokenize(text, special=False))
+    assert count == len(backend.vocabulary.tokenize(text, special=False))
     generation = await backend.generate(TextPrompt(text), GREEDY)
     assert generation.prompt_tokens == count
     assert generation.completion_tokens == len(generation.choices[0].tokens) <= 16
@@ -84,7 +84,7 @@ async def test_logits_do_not_depend_on_what_the_cache_held_before(
     first = TextPrompt(shared + "def g(x):\n    return")
     other = TextPrompt(shared + "class K:\n    value =")
     params = SamplingParams(max_tokens=6, temperature=0, top_logprobs=3)
-    backend.engine.llm.reset()  # cold
+    await backend.engine.reset()  # cold
     cold = (await backend.generate(first, params)).choices[0]
     await backend.generate(other, params)  # leaves the shared prefix in the cache
     warm = (await backend.generate(first, params)).choices[0]

@@ -48,7 +48,11 @@ def create_app(
         metrics = started.metrics
         engine = started.embedded
         if engine is not None:
-            metrics.watch_engine(lambda: engine.queue_depth, lambda: engine.decode_rate)
+            metrics.watch_engine(
+                lambda: engine.queue_depth,
+                lambda: engine.decode_rate,
+                lambda: float(engine.state == "ready"),
+            )
         app.state.metrics = metrics
         app.state.gateway = Gateway.build(settings, started.database, clock=clock, metrics=metrics)
         app.state.model_names = served_names(list(started.routers), settings.server.model_aliases)

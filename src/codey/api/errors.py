@@ -31,7 +31,7 @@ class HttpError:
 _GOOGLE_STATUS = {
     400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
     413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
-    502: "UNAVAILABLE", 503: "UNAVAILABLE",
+    502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
 }  # fmt: skip
 _OPENAI_TYPE = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -43,7 +43,10 @@ _OPENAI_TYPE = {
 def from_codey(error: errors.CodeyError, retry_after: int) -> HttpError:
     message = f"{error.message} {error.hint}" if error.hint else error.message
     wait = None
-    if isinstance(error, errors.RateLimited | errors.NoDeployment):
+    if isinstance(
+        error,
+        errors.RateLimited | errors.NoDeployment | errors.EngineUnavailable | errors.EngineCrashed,
+    ):
         wait = error.retry_after
     elif isinstance(error, errors.Overloaded):
         wait = retry_after

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -18,15 +19,26 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """The model is loaded and the store answers."""
+    """The model is loaded, the engine process is up, and the store answers; `engine` says
+    what the engine is doing and, when it is not ready, why."""
     runtime = getattr(request.app.state, "runtime", None)
     checks = {"model": runtime is not None, "store": False}
+    body: dict[str, Any] = {}
     if runtime is not None:
         try:
             await asyncio.to_thread(runtime.database.ping)
             checks["store"] = True
         except Exception:
             checks["store"] = False
+        if runtime.embedded is not None:
+            engine = runtime.embedded.engine
+            checks["engine"] = engine.state == "ready"
+            body["engine"] = {
+                "state": engine.state,
+                "reason": engine.reason,
+                "pid": engine.pid,
+                "restarts": engine.restarts,
+            }
     ready = all(checks.values())
-    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    body = {"status": "ready" if ready else "not ready", "checks": checks, **body}
     return JSONResponse(body, status_code=200 if ready else 503)

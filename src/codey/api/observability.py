@@ -34,6 +34,16 @@ async def stats(request: Request) -> dict[str, Any]:
     stats = await asyncio.to_thread(gateway.ledger.stats, today, gateway.quota_day, now, name)
     routers = request.app.state.runtime.routers.values()
     stats["deployments"] = [d for router in routers for d in router.status()]
+    embedded = request.app.state.runtime.embedded
+    stats["engine"] = (
+        None
+        if embedded is None
+        else {
+            "state": embedded.engine.state,
+            "reason": embedded.engine.reason,
+            "restarts": embedded.engine.restarts,
+        }
+    )
     return stats
 
 

@@ -143,6 +143,11 @@ class Backend(ABC):
     """The model this backend serves."""
 
     @property
+    def state(self) -> str:
+        """'ready', or what keeps the engine from answering ('restarting', 'failed', ...)."""
+        return "ready"
+
+    @property
     @abstractmethod
     def context_length(self) -> int:
         """Tokens the engine can hold: prompt plus answer."""

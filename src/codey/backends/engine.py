@@ -1,20 +1,26 @@
 """The embedded llama.cpp model and the decode loop that scores every token it samples.
 
-Not thread-safe: only the scheduler's thread may call `run`. The loop is our own rather than
-`Llama.generate`, because the last row of logits (all that `logits_all=False` computes) is
-enough to give each sampled token its real log-probability at no extra prompt cost.
+Runs in the engine process (engine_worker.py), never in the server. Not thread-safe: only the
+scheduler's thread may call `run`. The loop is our own rather than `Llama.generate`, because
+the last row of logits (all that `logits_all=False` computes) is enough to give each sampled
+token its real log-probability at no extra prompt cost.
 """
 
 from __future__ import annotations
 
 import codecs
+import ctypes
 import random
+import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import llama_cpp
+import llama_cpp._logger
+import llama_cpp.llama
 import numpy as np
 from llama_cpp._internals import LlamaSampler
 
@@ -26,22 +32,44 @@ PREFILL_CHUNK = 128
 """Prompt evaluation step; whole aligned chunks are what the KV cache reuses."""
 
 
-class LlamaEngine:
-    """One llama.cpp model in this process, reusing its KV cache across calls."""
+_BUFFER_LINE = re.compile(r"(\S+) model buffer size")
 
-    def __init__(self, path: Path, *, context_length: int, threads: int, batch_size: int) -> None:
+
+class LlamaEngine:
+    """One llama.cpp model in this process, reusing its KV cache across calls.
+
+    `extra_buffers` lets llama.cpp repack the weights into its extra buffer types (CPU_REPACK,
+    and AMX when the build has it); `buffer_types` says where the weights went.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        context_length: int,
+        threads: int,
+        batch_size: int,
+        extra_buffers: bool = True,
+    ) -> None:
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=context_length,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_batch=batch_size,
-                logits_all=False,
-                verbose=False,
-            )
+            with _load_log() as lines, _model_params(use_extra_bufts=extra_buffers):
+                self.llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=context_length,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_batch=batch_size,
+                    logits_all=False,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
+        self.buffer_types = sorted(
+            {m.group(1) for line in lines if (m := _BUFFER_LINE.search(line))}
+        )
+        """Buffer types that hold the weights, as llama.cpp logged them: CPU_Mapped, CPU_REPACK,
+        AMX, ..."""
+        self.threads = threads
         self.n_vocab = self.llm.n_vocab()
         self.context_length = self.llm.n_ctx()
         self.metadata: dict[str, str] = dict(self.llm.metadata)
@@ -50,6 +78,11 @@ class LlamaEngine:
         self.decode_rate = 0.0
         """Tokens per second of the last answer's decoding (prompt evaluation excluded)."""
         self._last_prompt: list[int] = []
+
+    def reset(self) -> None:
+        """Forget the KV cache, so that the next prompt is evaluated in full."""
+        self.llm.reset()
+        self._last_prompt = []
 
     def tokenize(self, text: str, *, special: bool, add_bos: bool = False) -> list[int]:
         """Token ids of `text`; `special` lets sentinels such as <|im_start|> be one token."""
@@ -222,6 +255,40 @@ class LlamaEngine:
                 )
             )
         return Choice(text, tokens, finish)
+
+
+@contextmanager
+def _load_log() -> Iterator[list[str]]:
+    """Collect what llama.cpp logs while loading (it names the buffer types only there)."""
+    lines: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def collect(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        lines.append(text.decode("utf-8", errors="replace"))
+
+    llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
+    try:
+        yield lines
+    finally:
+        llama_cpp.llama_log_set(llama_cpp._logger.llama_log_callback, ctypes.c_void_p(0))
+
+
+@contextmanager
+def _model_params(*, use_extra_bufts: bool) -> Iterator[None]:
+    """Make `Llama` load with `use_extra_bufts` set, which its constructor does not expose."""
+    module = llama_cpp.llama.llama_cpp
+    default = module.llama_model_default_params
+
+    def params() -> llama_cpp.llama_model_params:
+        p = default()
+        p.use_extra_bufts = use_extra_bufts
+        return p
+
+    module.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = default
 
 
 def _find_stop(text: str, stop: tuple[str, ...], new_from: int) -> int | None:

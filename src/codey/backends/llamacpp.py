@@ -1,10 +1,13 @@
-"""The embedded backend: a GGUF model run in-process by llama.cpp, behind the scheduler."""
+"""The embedded backend: a GGUF model run by llama.cpp in an engine process of its own.
+
+Prompts are rendered and counted here, with the model's vocabulary; the tokens go to the engine
+process (engine_process.py), which answers token by token.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -19,9 +22,9 @@ from codey.backends.base import (
     SamplingParams,
     TextPrompt,
 )
-from codey.backends.engine import LlamaEngine
+from codey.backends.engine_process import EngineProcess, EngineSpec, RestartPolicy
 from codey.backends.fim import FIM_TEMPLATES, FimTemplate, detect_family
-from codey.backends.scheduler import Scheduler
+from codey.backends.vocabulary import Vocabulary
 from codey.config import EMBEDDED_MODEL, ModelSettings
 from codey.errors import ConfigError, ContextOverflow, InvalidRequest
 from codey.provision.assemble import Progress, locate_model
@@ -37,27 +40,27 @@ class LlamaCppBackend(Backend):
 
     def __init__(
         self,
-        engine: LlamaEngine,
+        engine: EngineProcess,
+        vocabulary: Vocabulary,
         model_id: str,
         family: str | None = None,
         header: GGUFHeader | None = None,
-        max_queue: int | None = None,
     ) -> None:
         self.engine = engine
+        self.vocabulary = vocab = vocabulary
         self.model_id = model_id
         self.header = header
-        self.scheduler = Scheduler(max_depth=max_queue)
-        template = engine.metadata.get("tokenizer.chat_template")
+        template = vocab.metadata.get("tokenizer.chat_template")
         self._chat = (
             Jinja2ChatFormatter(
                 template=template,
-                eos_token=engine.token_text(engine.llm.token_eos()),
-                bos_token=engine.token_text(engine.llm.token_bos()),
+                eos_token=vocab.token_text(vocab.eos),
+                bos_token=vocab.token_text(vocab.bos),
             )
             if template
             else None
         )
-        family = family or detect_family(lambda s: len(engine.tokenize(s, special=True)) == 1)
+        family = family or detect_family(lambda s: len(vocab.tokenize(s, special=True)) == 1)
         if family is not None and family not in FIM_TEMPLATES:
             raise ConfigError(
                 f"Unknown fill-in-the-middle family {family!r}.",
@@ -68,25 +71,36 @@ class LlamaCppBackend(Backend):
 
     @classmethod
     def load(cls, settings: ModelSettings, progress: Progress | None = None) -> LlamaCppBackend:
-        """Locate and verify the model file, then load it."""
+        """Locate and verify the model file, then start the engine process that runs it."""
         model = locate_model(settings.path, settings.sha256, settings.cache_dir, progress)
         header = read_header(model.path)
-        engine = LlamaEngine(
-            model.path,
+        vocabulary = Vocabulary(model.path)
+        spec = EngineSpec(
+            path=str(model.path),
             context_length=settings.context_length,
             threads=settings.threads,
             batch_size=settings.batch_size,
+            extra_buffers=settings.extra_buffers,
         )
+        policy = RestartPolicy(
+            restart_limit=settings.restart_limit, restart_window=settings.restart_window_seconds
+        )
+        engine = EngineProcess(spec, max_queue=settings.max_queue, policy=policy)
+        engine.start()
         model_id = model.path.stem if settings.path else EMBEDDED_MODEL
-        return cls(engine, model_id, settings.family, header, settings.max_queue)
+        return cls(engine, vocabulary, model_id, settings.family, header)
 
     @property
     def context_length(self) -> int:
-        return self.engine.context_length
+        return int(self.engine.info.get("context_length", self.engine.spec.context_length))
+
+    @property
+    def state(self) -> str:
+        return self.engine.state
 
     @property
     def queue_depth(self) -> int:
-        return self.scheduler.depth
+        return self.engine.depth
 
     @property
     def decode_rate(self) -> float:
@@ -98,25 +112,18 @@ class LlamaCppBackend(Backend):
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> Generation:
         tokens, stop = await self._prepare(prompt, params)
-        run_stop = stop + params.stop
-        choices = await self.scheduler.call(
-            lambda cancel: self.engine.run(tokens, params, run_stop, cancel)
-        )
+        choices = await self.engine.run(tokens, params, stop + params.stop)
         return Generation(choices, len(tokens), sum(len(c.tokens) for c in choices))
 
     async def stream(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
         tokens, stop = await self._prepare(prompt, params)
-        run_stop = stop + params.stop
         single = SamplingParams(**{**params.__dict__, "n": 1})
-
-        def run(cancel: threading.Event, emit: Callable[[Delta], None]) -> None:
-            self.engine.run(tokens, single, run_stop, cancel, emit)
-
-        async for delta in self.scheduler.stream(run):
+        async for delta in self.engine.stream(tokens, single, stop + params.stop):
             yield delta
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.scheduler.close)
+        await asyncio.to_thread(self.engine.close)
+        self.vocabulary.close()
 
     async def _prepare(self, prompt: Prompt, params: SamplingParams) -> Rendered:
         tokens, stop = await asyncio.to_thread(self._render, prompt)
@@ -127,7 +134,7 @@ class LlamaCppBackend(Backend):
         return tokens, stop
 
     def _render(self, prompt: Prompt) -> Rendered:
-        engine = self.engine
+        engine = self.vocabulary
         if isinstance(prompt, ChatPrompt):
             if self._chat is None:
                 raise InvalidRequest(f"The model {self.model_id} has no chat template.")

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from codey.backends.base import Message
+from codey.backends.engine_process import EngineSpec
 from codey.backends.fim import FIM_TEMPLATES
 from codey.benchmark.workload import Job
 from codey.errors import ConfigError
@@ -95,15 +96,29 @@ async def in_process(
     return await _gather(jobs, concurrency, one, progress)
 
 
+def bare_llama(spec: EngineSpec) -> Any:
+    """The model loaded by llama-cpp-python in this process, as codey's engine loads it."""
+    import llama_cpp
+
+    return llama_cpp.Llama(
+        model_path=spec.path,
+        n_ctx=spec.context_length,
+        n_threads=spec.threads,
+        n_threads_batch=spec.threads,
+        n_batch=spec.batch_size,
+        verbose=False,
+    )
+
+
 async def bare_engine(runtime: Runtime, jobs: list[Job], progress: Progress) -> list[Sample]:
-    """The same prompts straight into llama-cpp-python, one at a time on the engine's thread."""
+    """The same prompts straight into llama-cpp-python in this process, one at a time, while
+    codey's engine process waits."""
     if runtime.embedded is None:
         raise ConfigError(
             "The bare-engine comparison needs the embedded model.",
             hint="Route a service to a llamacpp deployment, or run codey bench without it.",
         )
-    llm = runtime.embedded.engine.llm
-    scheduler = runtime.embedded.scheduler
+    llm = await asyncio.to_thread(bare_llama, runtime.embedded.engine.spec)
     samples = []
     for job in jobs:
         b = job.body
@@ -119,15 +134,12 @@ async def bare_engine(runtime: Runtime, jobs: list[Job], progress: Progress) -> 
                 turns = [_system(), _user(b["message"])]
             messages = [{"role": m.role, "content": m.content} for m in turns]
 
-            def call(
-                cancel: object, messages: list[Any] = messages, n: int = b["max_tokens"]
-            ) -> Any:
+            def call(messages: list[Any] = messages, n: int = b["max_tokens"]) -> Any:
                 return llm.create_chat_completion(messages, max_tokens=n, temperature=0)
 
         started = time.perf_counter()
-        out = await scheduler.call(call)
-        # What the bare call left in the KV cache was not laid out by codey's prefill: drop it.
-        await scheduler.call(lambda cancel: llm.reset())
+        out = await asyncio.to_thread(call)
+        llm.reset()  # each bare call pays for its whole prompt, as codey's cold calls do
         samples.append(
             Sample(
                 job.service, time.perf_counter() - started, out["usage"]["completion_tokens"], True
@@ -137,12 +149,8 @@ async def bare_engine(runtime: Runtime, jobs: list[Job], progress: Progress) -> 
     return samples
 
 
-def _bare_completion(llm: Any, tokens: list[int], n: int) -> Callable[[Any], Any]:
-    return lambda cancel: llm.create_completion(tokens, max_tokens=n, temperature=0)
-
-
-def _bare_chat(llm: Any, messages: list[Any], n: int) -> Callable[[Any], Any]:
-    return lambda cancel: llm.create_chat_completion(messages, max_tokens=n, temperature=0)
+def _bare_completion(llm: Any, tokens: list[int], n: int) -> Callable[[], Any]:
+    return lambda: llm.create_completion(tokens, max_tokens=n, temperature=0)
 
 
 def _system() -> Message:

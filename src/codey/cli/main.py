@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from codey.cli import bench, evaluate, jobs, keys, model, serve, usage
+from codey.cli import bench, doctor, evaluate, jobs, keys, model, serve, usage
 from codey.cli.output import fail
 from codey.config import load_settings
 from codey.errors import CodeyError
@@ -28,6 +28,7 @@ app.command("complete")(jobs.complete)
 app.command("serve")(serve.serve)
 app.command("usage")(usage.usage)
 app.command("bench")(bench.bench)
+app.command("doctor")(doctor.doctor)
 
 
 @app.callback()

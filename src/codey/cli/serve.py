@@ -56,7 +56,7 @@ def serve(
     finally:
         runtime.database.close()
         if runtime.embedded is not None:
-            runtime.embedded.scheduler.close()
+            runtime.embedded.engine.close()
 
 
 def _is_loopback(host: str) -> bool:

@@ -80,6 +80,14 @@ class Metrics:
             "Decode speed of the last answer.",
             registry=r,
         )
+        self.engine_up = Gauge(
+            "codey_engine_up", "1 while the engine process is ready, else 0.", registry=r
+        )
+        self.engine_restarts = Counter(
+            "codey_engine_restarts",
+            "Times the engine process was started again after it died.",
+            registry=r,
+        )
 
     def watch_deployment(
         self, name: str, outstanding: Callable[[], float], breaker_open: Callable[[], float]
@@ -90,9 +98,12 @@ class Metrics:
     def attempt(self, model: str, deployment: str, outcome: str) -> None:
         self.attempts.labels(model, deployment, outcome).inc()
 
-    def watch_engine(self, depth: Callable[[], float], rate: Callable[[], float]) -> None:
+    def watch_engine(
+        self, depth: Callable[[], float], rate: Callable[[], float], up: Callable[[], float]
+    ) -> None:
         self.queue_depth.set_function(depth)
         self.decode_rate.set_function(rate)
+        self.engine_up.set_function(up)
 
     def observe(self, row: LedgerRow, kind: str | None = None) -> None:
         cache = "hit" if row.cached else "miss"

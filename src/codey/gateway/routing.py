@@ -24,6 +24,7 @@ from codey.backends.base import Backend, Delta, Generation, Prompt, SamplingPara
 from codey.config import ResilienceSettings
 from codey.errors import (
     Cancelled,
+    EngineCrashed,
     InvalidRequest,
     NoDeployment,
     Overloaded,
@@ -74,6 +75,8 @@ def outcome_of(exc: BaseException | None) -> str:
         return "cancelled"
     if isinstance(exc, InvalidRequest):
         return "invalid"
+    if isinstance(exc, EngineCrashed):
+        return "crashed"
     if isinstance(exc, Overloaded):
         return "overloaded"
     if isinstance(exc, UpstreamTimeout):
@@ -184,6 +187,7 @@ class Router(Backend):
                 "weight": m.weight,
                 "in_flight": m.outstanding,
                 "breaker": m.breaker.state,
+                "state": m.backend.state,
                 "attempts": dict(m.outcomes),
             }
             for m in self.members
@@ -263,7 +267,8 @@ class Router(Backend):
         member.outcomes[outcome] += 1
         if outcome in ("ok", "invalid"):
             member.breaker.success()
-        elif outcome in ("cancelled", "overloaded"):
+        elif outcome in ("cancelled", "overloaded", "crashed"):
+            # The engine process has its own supervisor, which refuses calls until it is back.
             member.breaker.release()
         else:
             member.breaker.failure()

@@ -1,0 +1,128 @@
+"""The engine process: loads the model, then runs what the server sends, one job at a time.
+
+    python -m codey.backends.engine_worker SPEC_JSON FD
+
+Started by EngineProcess with one end of a socket pair as FD. A native crash here (SIGSEGV in a
+matrix multiply, the OOM killer) ends this process only; the server answers for it and starts
+another. The process ends when the server closes its end of the socket, which the kernel does
+for it however it dies (a parent-death signal would fire when the spawning thread ends).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from codey.backends.base import Delta, SamplingParams
+from codey.backends.engine import LlamaEngine
+from codey.backends.engine_build import inspect
+from codey.backends.engine_wire import Channel
+from codey.backends.scheduler import Job, Scheduler
+from codey.errors import CodeyError
+
+
+def main(argv: list[str]) -> int:
+    spec, fd = json.loads(argv[0]), int(argv[1])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+    channel = Channel(socket.socket(fileno=fd))
+    started = time.perf_counter()
+    build = inspect(disassemble=False)
+    # A build with AMX compiled in crashes in its AMX buffer type (llama.cpp issue 20824):
+    # without extra buffer types the weights stay where every CPU can use them.
+    extra_buffers = spec["extra_buffers"] and not build.amx_compiled
+    try:
+        engine = LlamaEngine(
+            Path(spec["path"]),
+            context_length=spec["context_length"],
+            threads=spec["threads"],
+            batch_size=spec["batch_size"],
+            extra_buffers=extra_buffers,
+        )
+    except CodeyError as exc:
+        channel.send(("failed", str(exc)))
+        return 1
+    channel.send(
+        (
+            "ready",
+            {
+                "pid": os.getpid(),
+                "context_length": engine.context_length,
+                "buffer_types": engine.buffer_types,
+                "extra_buffers": extra_buffers,
+                "threads": engine.threads,
+                "load_seconds": round(time.perf_counter() - started, 3),
+                "llama_cpp": build.version,
+                "amx_compiled": build.amx_compiled,
+                "system_info": build.system_info,
+            },
+        )
+    )
+    serve(engine, channel)
+    return 0
+
+
+def serve(engine: LlamaEngine, channel: Channel) -> None:
+    """Run jobs until the server closes its end; a cancel reaches a running job within a token."""
+    scheduler = Scheduler(name="codey-engine")
+    jobs: dict[int, Job[Any]] = {}
+    while (message := channel.recv()) is not None:
+        kind, job_id = message[0], message[1]
+        if kind == "run":
+            _, _, tokens, params, stop, stream = message
+            run = _job(engine, channel, jobs, job_id, tokens, params, stop, stream)
+            jobs[job_id] = job = scheduler.submit(run)
+            if job.future.done():  # finished before it was filed
+                jobs.pop(job_id, None)
+        elif kind == "cancel" and (running := jobs.get(job_id)) is not None:
+            running.cancel.set()
+        elif kind == "reset":
+            scheduler.submit(_reset(engine, channel, job_id))
+    for job in list(jobs.values()):
+        job.cancel.set()
+    scheduler.close()
+
+
+def _job(
+    engine: LlamaEngine,
+    channel: Channel,
+    jobs: dict[int, Job[Any]],
+    job_id: int,
+    tokens: list[int],
+    params: SamplingParams,
+    stop: tuple[str, ...],
+    stream: bool,
+) -> Callable[[threading.Event], None]:
+    def emit(delta: Delta) -> None:
+        channel.send(("delta", job_id, delta))
+
+    def run(cancel: threading.Event) -> None:
+        try:
+            choices = engine.run(tokens, params, stop, cancel, emit if stream else None)
+        except Exception as exc:  # the server's caller gets it; the engine goes on
+            channel.send(("error", job_id, str(exc) or type(exc).__name__))
+        else:
+            channel.send(("done", job_id, choices, engine.decode_rate))
+        finally:
+            jobs.pop(job_id, None)
+
+    return run
+
+
+def _reset(engine: LlamaEngine, channel: Channel, job_id: int) -> Callable[[threading.Event], None]:
+    def run(cancel: threading.Event) -> None:
+        engine.reset()
+        channel.send(("done", job_id, [], engine.decode_rate))
+
+    return run
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
