@@ -195,3 +195,33 @@ def test_routes_shows_each_deployment_and_checks_the_remote_ones(tmp_path: Path)
     assert rows["embedded"]["reachable"] is True and rows["up"]["reachable"] is True
     assert rows["down"]["reachable"].startswith("Cannot connect")
     assert "does not serve 'other'" in rows["wrong"]["reachable"]
+
+
+@pytest.mark.model
+def test_doctor_loads_the_engine_in_a_child_and_gives_a_verdict(env: dict[str, str]) -> None:
+    report = json.loads(codey("doctor", "--json", env=env).stdout)
+    assert report["healthy"] is True and report["fixes"] == []
+    checks = {c["name"]: c for c in report["checks"]}
+    assert list(checks) == ["cpu", "engine build", "model file", "engine", "store", "redis"]
+    assert checks["engine build"]["facts"]["amx_compiled"] is False
+    engine = checks["engine"]["facts"]
+    assert engine["pid"] != os.getpid() and engine["tokens"] > 0 and engine["tokens_per_s"] > 0
+    assert engine["buffer_types"] and "AMX" not in engine["buffer_types"]
+    assert "tokens/s" in codey("doctor", env=env).stdout
+
+
+def test_doctor_names_what_fails_and_how_to_fix_it(env: dict[str, str], tmp_path: Path) -> None:
+    broken = {
+        **env,
+        "CODEY_MODEL__PATH": str(tmp_path / "missing.gguf"),
+        "CODEY_REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    run = codey("doctor", "--json", env=broken, check=False)
+    assert run.returncode == 1
+    report = json.loads(run.stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert report["healthy"] is False
+    assert not checks["model file"]["ok"] and "engine" not in checks  # nothing to load
+    assert not checks["redis"]["ok"] and "CODEY_REDIS_URL" in checks["redis"]["fix"]
+    assert checks["store"]["ok"] and checks["engine build"]["ok"]
+    assert any(fix.startswith("redis:") for fix in report["fixes"])
