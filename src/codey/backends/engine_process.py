@@ -229,19 +229,9 @@ class EngineProcess:
         self, tokens: Sequence[int], params: SamplingParams, stop: tuple[str, ...]
     ) -> list[Choice]:
         """All of `params.n` answers; cancelling the await cancels the job in the engine."""
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[tuple[Any, ...]] = loop.create_future()
-
-        def deliver(message: tuple[Any, ...]) -> None:
-            _call_soon(loop, lambda: _settle(answer, message))
-
-        job_id = self._submit(("run", list(tokens), params, stop, False), deliver)
-        try:
-            message = await answer
-        except asyncio.CancelledError:
-            self._cancel(job_id)
-            raise
-        choices: list[Choice] = self._result(message)
+        choices: list[Choice] = self._result(
+            await self._ask(("run", list(tokens), params, stop, False))
+        )
         return choices
 
     async def stream(
@@ -271,14 +261,22 @@ class EngineProcess:
 
     async def reset(self) -> None:
         """Empty the engine's KV cache, so that the next prompt is evaluated in full."""
+        self._result(await self._ask(("reset",)))
+
+    async def _ask(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Send one job and await its one answer; cancelling the await cancels the job."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[Any, ...]] = loop.create_future()
 
-        def deliver(message: tuple[Any, ...]) -> None:
-            _call_soon(loop, lambda: _settle(answer, message))
+        def deliver(reply: tuple[Any, ...]) -> None:
+            _call_soon(loop, lambda: _settle(answer, reply))
 
-        self._submit(("reset",), deliver)
-        self._result(await answer)
+        job_id = self._submit(message, deliver)
+        try:
+            return await answer
+        except asyncio.CancelledError:
+            self._cancel(job_id)
+            raise
 
     def _submit(self, message: tuple[Any, ...], sink: Sink) -> int:
         with self._lock:

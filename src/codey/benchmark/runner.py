@@ -4,13 +4,16 @@ on the bare engine, and summarise both."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import llama_cpp
 
 from codey.backends.base import Message
 from codey.backends.engine_process import EngineSpec
@@ -98,8 +101,6 @@ async def in_process(
 
 def bare_llama(spec: EngineSpec) -> Any:
     """The model loaded by llama-cpp-python in this process, as codey's engine loads it."""
-    import llama_cpp
-
     return llama_cpp.Llama(
         model_path=spec.path,
         n_ctx=spec.context_length,
@@ -110,47 +111,52 @@ def bare_llama(spec: EngineSpec) -> Any:
     )
 
 
+_bare: Any = None
+"""The bare engine's `Llama`, in the process that runs it."""
+
+
+def _load_bare(spec: EngineSpec) -> None:
+    global _bare
+    _bare = bare_llama(spec)
+
+
+def _run_bare(service: str, body: dict[str, Any]) -> tuple[int, float]:
+    """One job on the bare engine, cold: (completion tokens, seconds)."""
+    n = body["max_tokens"]
+    _bare.reset()
+    started = time.perf_counter()
+    if service == "completion":
+        prompt = FIM_TEMPLATES["qwen"].render(body["prefix"], body["suffix"])
+        tokens = _bare.tokenize(prompt.encode(), add_bos=False, special=True)
+        out = _bare.create_completion(tokens, max_tokens=n, temperature=0)
+    else:
+        if service == "generation":
+            turns = build_messages(GenerationRequest(body["prompt"]))
+        else:
+            turns = [_system(), _user(body["message"])]
+        messages = [{"role": m.role, "content": m.content} for m in turns]
+        out = _bare.create_chat_completion(messages, max_tokens=n, temperature=0)
+    return out["usage"]["completion_tokens"], time.perf_counter() - started
+
+
 async def bare_engine(runtime: Runtime, jobs: list[Job], progress: Progress) -> list[Sample]:
-    """The same prompts straight into llama-cpp-python in this process, one at a time, while
-    codey's engine process waits."""
+    """The same prompts straight into llama-cpp-python, one at a time, timed inside a process
+    of its own, as codey's engine runs: nothing else there competes for its interpreter."""
     if runtime.embedded is None:
         raise ConfigError(
             "The bare-engine comparison needs the embedded model.",
             hint="Route a service to a llamacpp deployment, or run codey bench without it.",
         )
-    llm = await asyncio.to_thread(bare_llama, runtime.embedded.engine.spec)
+    loop = asyncio.get_running_loop()
+    spawn = multiprocessing.get_context("spawn")
+    spec = runtime.embedded.engine.spec
     samples = []
-    for job in jobs:
-        b = job.body
-        if job.service == "completion":
-            prompt = FIM_TEMPLATES["qwen"].render(b["prefix"], b["suffix"])
-            tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
-
-            call = _bare_completion(llm, tokens, b["max_tokens"])
-        else:
-            if job.service == "generation":
-                turns = build_messages(GenerationRequest(b["prompt"]))
-            else:
-                turns = [_system(), _user(b["message"])]
-            messages = [{"role": m.role, "content": m.content} for m in turns]
-
-            def call(messages: list[Any] = messages, n: int = b["max_tokens"]) -> Any:
-                return llm.create_chat_completion(messages, max_tokens=n, temperature=0)
-
-        started = time.perf_counter()
-        out = await asyncio.to_thread(call)
-        llm.reset()  # each bare call pays for its whole prompt, as codey's cold calls do
-        samples.append(
-            Sample(
-                job.service, time.perf_counter() - started, out["usage"]["completion_tokens"], True
-            )
-        )
-        progress(1)
+    with ProcessPoolExecutor(1, mp_context=spawn, initializer=_load_bare, initargs=(spec,)) as pool:
+        for job in jobs:
+            tokens, seconds = await loop.run_in_executor(pool, _run_bare, job.service, job.body)
+            samples.append(Sample(job.service, seconds, tokens, True))
+            progress(1)
     return samples
-
-
-def _bare_completion(llm: Any, tokens: list[int], n: int) -> Callable[[], Any]:
-    return lambda: llm.create_completion(tokens, max_tokens=n, temperature=0)
 
 
 def _system() -> Message:
