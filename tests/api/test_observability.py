@@ -127,6 +127,10 @@ def test_the_dashboard_shows_the_apis_numbers_and_the_playground_returns_code(
     assert [c.text for c in cells[:3]] == [embedded["model"], "embedded", "llamacpp"]
     assert cells[4].text == "closed"
     assert cells[5].text.replace(",", "") == str(embedded["attempts"]["ok"])
+    assert cells[7].text == embedded["state"] == "ready"
+    assert driver.find_element(By.ID, "engine-status").text.startswith(
+        "Embedded engine: ready, 0 restarts"
+    )
 
     driver.find_element(By.ID, "play-generate-run").click()
     wait = WebDriverWait(driver, 180)
