@@ -90,6 +90,14 @@ def test_a_segfault_in_the_engine_costs_only_the_requests_in_hand(server: Server
         t.start()
     time.sleep(2)
     os.kill(pid, signal.SIGSEGV)
+    # Not ready while the engine restarts, and /readyz says why.
+    deadline = time.monotonic() + 10
+    while (ready := client.get("/readyz")).status_code == 200:
+        assert time.monotonic() < deadline, "never saw the engine down"
+        time.sleep(0.02)
+    down = ready.json()
+    assert down["checks"]["engine"] is False and down["engine"]["state"] == "restarting"
+    assert "SIGSEGV" in down["engine"]["reason"]
     rest = list(events)
     streaming.__exit__(None, None, None)
     for t in threads:

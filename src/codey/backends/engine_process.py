@@ -163,15 +163,18 @@ class EngineProcess:
                 sink(message)
         code = process.wait()
         channel.close()
+        death = describe_exit(code)
+        wait = math.inf if self._closing else self._next_wait()
         with self._lock:
             held, self._pending = self._pending, {}
-            self.state = "stopped" if self._closing else "restarting"
+            if self._closing:
+                self.state = "stopped"
+            else:
+                self._down(death, wait)
         if self._closing:
             for sink in held.values():
                 sink(("unavailable", 0, "The engine was shut down."))
             return
-        death = describe_exit(code)
-        wait = self._next_wait()
         log.error(
             "the engine process (pid %s) died: %s; %d requests in flight failed",
             process.pid,
@@ -191,12 +194,25 @@ class EngineProcess:
             return math.inf
         return min(p.backoff_initial * 2 ** (len(self._deaths) - 1), p.backoff_max)
 
+    def _down(self, death: str, wait: float) -> None:
+        """Say why the engine is down, then that it is (readers look at the state first)."""
+        if math.isinf(wait):
+            p = self.policy
+            self.reason = (
+                f"The engine process died {len(self._deaths)} times within "
+                f"{p.restart_window:g} s (last: {death}); codey stopped restarting it. "
+                "Run `codey doctor` to see why, then restart codey."
+            )
+            self.state = "failed"
+        else:
+            self.reason = f"The engine process died ({death}); restarting in {wait:.1f} s."
+            self.state = "restarting"
+
     def _restart(self, death: str, wait: float) -> None:
         while True:
             if math.isinf(wait):
-                self._give_up(death)
+                log.error("%s", self.reason)
                 return
-            self.reason = f"The engine process died ({death}); restarting in {wait:.1f} s."
             log.warning("restarting the engine in %.1f s", wait)
             time.sleep(wait)
             if self._closing:
@@ -206,22 +222,13 @@ class EngineProcess:
             except BackendError as exc:
                 death = exc.message
                 wait = self._next_wait()
+                self._down(death, wait)
                 continue
             self.restarts += 1
             log.warning("the engine is back (restart %d, pid %s)", self.restarts, self.pid)
             for hook in self.on_restart:
                 hook()
             return
-
-    def _give_up(self, death: str) -> None:
-        p = self.policy
-        self.state = "failed"
-        self.reason = (
-            f"The engine process died {len(self._deaths)} times within "
-            f"{p.restart_window:g} s (last: {death}); codey stopped restarting it. "
-            "Run `codey doctor` to see why, then restart codey."
-        )
-        log.error("%s", self.reason)
 
     # -- requests ----------------------------------------------------------------------------
 
