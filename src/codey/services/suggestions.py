@@ -31,10 +31,6 @@ class Cursor:
     next_indent: int | None = None
     """Indentation of the first code line after the cursor's line; None at the end of code."""
 
-    @property
-    def at_line_start(self) -> bool:
-        return not self.line_prefix.strip()
-
 
 def _indent_of(line: str) -> int:
     return len(line.expandtabs(4)) - len(line.expandtabs(4).lstrip())

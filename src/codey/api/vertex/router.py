@@ -120,7 +120,6 @@ async def predict(
         rendered = {
             "predictions": predictions,
             "metadata": token_metadata(prompt_tokens, completion_tokens, job.input_text, text_out),
-            "deployedModelId": "",
             "model": f"projects/{project}/locations/{location}/publishers/google/models/{model}",
         }
         return Answer(rendered, prompt_tokens, completion_tokens, text_out)
