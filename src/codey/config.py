@@ -99,7 +99,6 @@ class ServerSettings(_Section):
     )
 
 
-BackendType = Literal["llamacpp", "openai", "vertex"]
 EMBEDDED_MODEL = "qwen2.5-coder-0.5b-instruct"
 
 
@@ -107,7 +106,10 @@ class Deployment(_Section):
     """One place a model runs: the embedded engine, an OpenAI-compatible server or Vertex AI."""
 
     name: str | None = Field(default=None, description="Unique; unset means `<model>-<n>`.")
-    backend: BackendType
+    backend: str = Field(
+        description="llamacpp (the embedded engine), openai, vertex, fake (scripted answers, "
+        "for tests), or a backend another package registers."
+    )
     url: str | None = Field(
         default=None,
         description="openai: the base URL with its /v1; vertex: an API endpoint override.",

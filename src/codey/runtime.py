@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from codey.backends.base import Backend
 from codey.backends.llamacpp import LlamaCppBackend
-from codey.backends.openai import OpenAIBackend
-from codey.config import Deployment, ResilienceSettings, Service, Settings
+from codey.backends.registry import BackendContext, create
+from codey.config import Service, Settings
 from codey.gateway.breaker import Breaker
 from codey.gateway.metrics import Metrics
 from codey.gateway.routing import Member, Router
@@ -94,14 +94,21 @@ class Runtime:
 def build_routers(
     settings: Settings, embedded: LlamaCppBackend | None, metrics: Metrics | None = None
 ) -> dict[str, Router]:
-    """One router per model, fallbacks linked; each deployment built once."""
+    """One router per model, fallbacks linked; each deployment built once, by the backend
+    registered under its name."""
+
+    def engine() -> LlamaCppBackend:
+        assert embedded is not None, "the embedded engine is loaded before its deployments"
+        return embedded
+
+    context = BackendContext(settings.resilience, engine)
     resilience = settings.resilience
     routers: dict[str, Router] = {}
     for model, route in settings.models.items():
         members = [
             Member(
                 name=d.name or model,
-                backend=connect(d, resilience, embedded),
+                backend=create(d, context),
                 weight=d.weight,
                 max_concurrency=d.max_concurrency,
                 breaker=Breaker(resilience.breaker_failures, resilience.breaker_reset_seconds),
@@ -113,17 +120,3 @@ def build_routers(
         if route.fallback is not None:
             routers[model].fallback = routers[route.fallback]
     return routers
-
-
-def connect(
-    deployment: Deployment, resilience: ResilienceSettings, embedded: LlamaCppBackend | None
-) -> Backend:
-    """The backend of one deployment."""
-    if deployment.backend == "llamacpp":
-        assert embedded is not None, "the embedded engine is loaded before its deployments"
-        return embedded
-    if deployment.backend == "openai":
-        return OpenAIBackend(deployment, resilience)
-    from codey.backends.vertex import GeminiBackend  # google-genai loads only when configured
-
-    return GeminiBackend.from_deployment(deployment, resilience)

@@ -24,8 +24,9 @@ from codey.backends.base import (
 )
 from codey.backends.engine_process import EngineProcess, EngineSpec, RestartPolicy
 from codey.backends.fim import FIM_TEMPLATES, FimTemplate, detect_family
+from codey.backends.registry import BackendContext, register
 from codey.backends.vocabulary import Vocabulary
-from codey.config import EMBEDDED_MODEL, ModelSettings
+from codey.config import EMBEDDED_MODEL, Deployment, ModelSettings
 from codey.errors import ConfigError, ContextOverflow, InvalidRequest
 from codey.provision.assemble import Progress, locate_model
 from codey.provision.gguf_header import GGUFHeader, read_header
@@ -161,3 +162,8 @@ class LlamaCppBackend(Backend):
             )
             return tokens, fim.stop
         raise TypeError(f"unknown prompt type {type(prompt).__name__}")
+
+
+@register("llamacpp")
+def _llamacpp(deployment: Deployment, context: BackendContext) -> Backend:
+    return context.embedded()

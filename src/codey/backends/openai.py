@@ -36,6 +36,7 @@ from codey.backends.base import (
 )
 from codey.backends.chat_fallback import infill_as_chat, unfence
 from codey.backends.fim import FIM_TEMPLATES
+from codey.backends.registry import BackendContext, register
 from codey.config import Deployment, ResilienceSettings
 from codey.errors import (
     ConfigError,
@@ -322,3 +323,8 @@ def _status_error(response: aiohttp.ClientResponse, data: bytes, url: str) -> Ex
         retry_after=retry_after_seconds(response.headers.get("retry-after")),
         upstream_status=status,
     )
+
+
+@register("openai")
+def _openai(deployment: Deployment, context: BackendContext) -> Backend:
+    return OpenAIBackend(deployment, context.resilience)

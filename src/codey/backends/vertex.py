@@ -47,6 +47,7 @@ from codey.backends.base import (
     deltas_for,
 )
 from codey.backends.chat_fallback import continue_as_chat, infill_as_chat, unfence
+from codey.backends.registry import BackendContext, register
 from codey.config import Deployment, ResilienceSettings
 from codey.errors import (
     CodeyError,
@@ -409,3 +410,8 @@ def _retry_after(exc: genai_errors.APIError) -> float | None:
         if isinstance(detail, dict) and str(detail.get("@type")).endswith("rpc.RetryInfo"):
             return retry_after_seconds(str(detail.get("retryDelay", "")).removesuffix("s"))
     return None
+
+
+@register("vertex")
+def _vertex(deployment: Deployment, context: BackendContext) -> Backend:
+    return GeminiBackend.from_deployment(deployment, context.resilience)

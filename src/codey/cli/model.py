@@ -8,6 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from codey.backends.llamacpp import LlamaCppBackend
+from codey.backends.registry import BackendContext, create
 from codey.cli.output import byte_progress, console, fail, print_json
 from codey.config import SERVICES, Settings
 from codey.errors import CodeyError
@@ -21,7 +23,6 @@ from codey.provision.assemble import (
     verify,
 )
 from codey.provision.gguf_header import read_header
-from codey.runtime import connect
 
 app = typer.Typer(help="Assemble, verify and describe the model.", no_args_is_help=True)
 
@@ -159,6 +160,10 @@ def _routes_table(rows: list[dict[str, Any]], check: bool) -> Table:
     return table
 
 
+def _no_engine() -> LlamaCppBackend:
+    raise AssertionError("the embedded engine is not probed")
+
+
 async def _reach(settings: Settings) -> dict[str, str | bool]:
     """True for each remote deployment that answers, else what is wrong; the embedded
     engine is in process and `codey model verify` checks it."""
@@ -169,7 +174,7 @@ async def _reach(settings: Settings) -> dict[str, str | bool]:
                 results[d.name or ""] = True
                 continue
             try:
-                backend = connect(d, settings.resilience, None)
+                backend = create(d, BackendContext(settings.resilience, _no_engine))
                 try:
                     await backend.probe()
                     results[d.name or ""] = True
