@@ -33,13 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     config.write_text(CONFIG)
     server = start_server(tmp, CODEY_CONFIG=str(config))
     yield server
-    server.stop()
-
-
-@pytest.fixture
-def client(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        yield client
+    server.stop()  # `client` (tests/api/conftest.py) talks to this server
 
 
 def test_generate_extracts_the_scripted_code_with_its_confidence(client: httpx.Client) -> None:
