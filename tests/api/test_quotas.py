@@ -20,7 +20,6 @@ from codey.gateway.auth import hash_key
 from codey.gateway.clock import QuotaDay
 from tests.api.conftest import Server, start_server
 
-pytestmark = pytest.mark.model
 REDIS_URL = "redis://127.0.0.1:6379/0"
 COMPLETE = "/api/v1/codey/complete"
 FRESH = {"cache-control": "no-cache, no-store"}
@@ -38,6 +37,8 @@ def write_config(
         f'services = ["completion"]\n'
         f'[[auth.keys]]\nname = "{name}-admin"\nsha256 = "{hash_key(name + "-admin-key")}"\n'
         "admin = true\n"
+        # The policies are under test, not the engine: scripted answers come at once.
+        '[[models.scripted.deployments]]\nbackend = "fake"\n'
     )
     return config
 
@@ -257,6 +258,7 @@ def test_per_minute_limit_without_a_wait_budget(tmp_path: Path) -> None:
         assert "10 requests per minute" in refused.json()["error"]["message"]
 
 
+@pytest.mark.slow
 def test_per_minute_limit_with_a_wait_budget_admits_all_in_three_windows(tmp_path: Path) -> None:
     name = f"zeta-{uuid.uuid4().hex[:8]}"
     server = start(tmp_path, write_config(tmp_path, name, per_day=1000, per_minute=10, wait=65))
