@@ -90,8 +90,7 @@ def check_model(settings: Settings, progress: Progress | None) -> Check:
 
 def check_engine(settings: Settings, model: ModelFile, tokens: int = 32) -> Check:
     """Load the model in an engine process and decode `tokens` tokens greedily."""
-    m = settings.model
-    spec = EngineSpec(str(model.path), m.context_length, m.threads, m.batch_size, m.extra_buffers)
+    spec = EngineSpec.of(model.path, settings.model)
     engine = EngineProcess(spec, policy=RestartPolicy(restart_limit=1))
     fix = (
         "Run `codey doctor` again after the fix above; if the build passed, try "

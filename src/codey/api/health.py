@@ -33,12 +33,7 @@ async def readyz(request: Request) -> JSONResponse:
         if runtime.embedded is not None:
             engine = runtime.embedded.engine
             checks["engine"] = engine.state == "ready"
-            body["engine"] = {
-                "state": engine.state,
-                "reason": engine.reason,
-                "pid": engine.pid,
-                "restarts": engine.restarts,
-            }
+            body["engine"] = engine.status()
     ready = all(checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks, **body}
     return JSONResponse(body, status_code=200 if ready else 503)

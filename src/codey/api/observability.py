@@ -35,15 +35,7 @@ async def stats(request: Request) -> dict[str, Any]:
     routers = request.app.state.runtime.routers.values()
     stats["deployments"] = [d for router in routers for d in router.status()]
     embedded = request.app.state.runtime.embedded
-    stats["engine"] = (
-        None
-        if embedded is None
-        else {
-            "state": embedded.engine.state,
-            "reason": embedded.engine.reason,
-            "restarts": embedded.engine.restarts,
-        }
-    )
+    stats["engine"] = None if embedded is None else embedded.engine.status()
     return stats
 
 

@@ -27,10 +27,12 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from codey.backends.base import Choice, Delta, SamplingParams
 from codey.backends.engine_wire import Channel
+from codey.config import ModelSettings
 from codey.errors import BackendError, EngineCrashed, EngineUnavailable, Overloaded
 
 log = logging.getLogger("codey.engine")
@@ -48,6 +50,17 @@ class EngineSpec:
     threads: int
     batch_size: int
     extra_buffers: bool = True
+
+    @classmethod
+    def of(cls, path: Path, settings: ModelSettings) -> EngineSpec:
+        """The engine `settings` describe, loading the model at `path`."""
+        return cls(
+            path=str(path),
+            context_length=settings.context_length,
+            threads=settings.threads,
+            batch_size=settings.batch_size,
+            extra_buffers=settings.extra_buffers,
+        )
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,15 @@ class EngineProcess:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+    def status(self) -> dict[str, Any]:
+        """What /readyz and the dashboard say of the engine."""
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "pid": self.pid,
+            "restarts": self.restarts,
+        }
 
     @property
     def depth(self) -> int:

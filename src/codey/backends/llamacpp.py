@@ -76,13 +76,7 @@ class LlamaCppBackend(Backend):
         model = locate_model(settings.path, settings.sha256, settings.cache_dir, progress)
         header = read_header(model.path)
         vocabulary = Vocabulary(model.path)
-        spec = EngineSpec(
-            path=str(model.path),
-            context_length=settings.context_length,
-            threads=settings.threads,
-            batch_size=settings.batch_size,
-            extra_buffers=settings.extra_buffers,
-        )
+        spec = EngineSpec.of(model.path, settings)
         policy = RestartPolicy(
             restart_limit=settings.restart_limit, restart_window=settings.restart_window_seconds
         )
