@@ -21,9 +21,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from codey.api.native.protocol import CompleteBody
 from codey.config import load_settings
 from codey.gateway.auth import Principal
-from codey.gateway.pipeline import Answer, Call, Gateway
+from codey.gateway.pipeline import Call
 from codey.runtime import Runtime
 from codey.services.completion import CompletionRequest
 
@@ -44,38 +45,28 @@ async def main() -> None:
         limits={"completion": {"requests_per_day": None, "requests_per_minute": 10**9}},
     )
     runtime = Runtime.start(settings)
-    gateway = Gateway.build(settings, runtime.database)
+    gateway = runtime.gateway
     who = Principal("bench")
-
-    async def work() -> Answer:
-        result = await runtime.completion.complete(REQUEST)
-        return Answer(
-            {"n": len(result.suggestions)}, result.prompt_tokens, result.completion_tokens, "x"
-        )
+    model = settings.model_for("completion")
+    body = CompleteBody(
+        prefix=REQUEST.prefix, suffix=REQUEST.suffix, max_completions=1, max_tokens=1
+    )
 
     def call(**kw: bool) -> Call:
-        return Call(
-            who,
-            "completion",
-            "native",
-            "m",
-            REQUEST.prefix,
-            cache_request={"prefix": REQUEST.prefix},
-            **kw,
-        )
+        return Call(who, body, model, **kw)
 
-    await work()  # warm the engine and its KV cache
+    await runtime.completion.complete(REQUEST)  # warm the engine and its KV cache
     bare, miss, hit = [], [], []
-    await gateway.run(call(), work)  # fill the cache for the hits
+    await gateway.serve(call())  # fill the cache for the hits
     for _ in range(args.repeat):
         started = time.perf_counter()
-        await work()
+        await runtime.completion.complete(REQUEST)
         bare.append(time.perf_counter() - started)
         started = time.perf_counter()
-        await gateway.run(call(no_cache=True, no_store=True), work)
+        await gateway.serve(call(no_cache=True, no_store=True))
         miss.append(time.perf_counter() - started)
         started = time.perf_counter()
-        await gateway.run(call(), work)
+        await gateway.serve(call())
         hit.append(time.perf_counter() - started)
     await runtime.close()
 

@@ -26,12 +26,13 @@ from rich.console import Console
 from rich.table import Table
 
 from codey.api.app import create_app
-from codey.backends.base import Message, SamplingParams
+from codey.backends.base import Message
 from codey.config import load_settings
 from codey.runtime import Runtime
 from codey.services.chat import ChatRequest
 from codey.services.completion import CompletionRequest
 from codey.services.generation import GenerationRequest
+from codey.services.sampling import Sampling
 
 VERTEX = "/v1/projects/p/locations/l/publishers/google/models"
 PROMPT = "a function that checks whether a string is a palindrome"
@@ -41,7 +42,7 @@ PREFIX = "def is_palindrome(s):\n    "
 def cases(
     rt: Runtime, n: int
 ) -> list[tuple[str, str, dict[str, Any], Callable[[], Awaitable[Any]]]]:
-    greedy = SamplingParams(max_tokens=n, temperature=0)
+    greedy = Sampling(max_tokens=n, temperature=0)
     chat_messages = [Message("user", "What does Python's zip do? One sentence.")]
     return [
         ("native generate", "/api/v1/codey/generate",

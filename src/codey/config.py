@@ -67,21 +67,31 @@ class StoreSettings(_Section):
     )
 
 
-class GenerationSettings(_Section):
-    model: str | None = Field(default=None, description="Model name; unset means the default.")
-    max_tokens: int = Field(default=1024, ge=1)
+class SamplingDefaults(_Section):
+    """How a service samples when the caller does not say: the one place these defaults live,
+    read by every dialect and the CLI through the services."""
+
+    max_tokens: int = Field(default=1024, ge=1, description="Tokens of the answer at most.")
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    top_k: int = Field(default=40, ge=0, description="0 keeps every token.")
 
 
-class ChatSettings(_Section):
+class GenerationSettings(SamplingDefaults):
     model: str | None = Field(default=None, description="Model name; unset means the default.")
-    max_tokens: int = Field(default=512, ge=1)
-    temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=2048, ge=1)
 
 
-class CompletionSettings(_Section):
+class ChatSettings(SamplingDefaults):
+    model: str | None = Field(default=None, description="Model name; unset means the default.")
+
+
+class CompletionSettings(SamplingDefaults):
     model: str | None = Field(default=None, description="Model name; unset means the default.")
     max_tokens: int = Field(default=64, ge=1, le=512)
+    temperature: float = Field(
+        default=0.0, ge=0.0, le=2.0, description="Greedy: suggestions are the likeliest code."
+    )
 
 
 class ServerSettings(_Section):
@@ -341,7 +351,14 @@ class Settings(BaseSettings):
 
     def model_for(self, service: Service) -> str:
         """The model name a service runs on: its own setting, else the first model."""
-        return getattr(self, service).model or next(iter(self.models))
+        return self.defaults_for(service).model or next(iter(self.models))
+
+    def defaults_for(
+        self, service: Service
+    ) -> GenerationSettings | ChatSettings | CompletionSettings:
+        """A service's section: its model and its sampling defaults."""
+        section: GenerationSettings | ChatSettings | CompletionSettings = getattr(self, service)
+        return section
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -1,17 +1,23 @@
-"""Build the object graph once from the settings: backends and routers, store, services."""
+"""The one composition root: from the settings, every deployment and router, the store, the
+services and the gateway, built once and closed together."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from codey.backends.base import Backend
 from codey.backends.llamacpp import LlamaCppBackend
 from codey.backends.registry import BackendContext, create
 from codey.config import Service, Settings
+from codey.errors import ConfigError
+from codey.gateway.attempts import RouteLog
 from codey.gateway.breaker import Breaker
+from codey.gateway.clock import Clock
 from codey.gateway.metrics import Metrics
+from codey.gateway.pipeline import Gateway
 from codey.gateway.routing import Member, Router
 from codey.provision.assemble import Progress
+from codey.services import Services
 from codey.services.chat import ChatService
 from codey.services.completion import CompletionService
 from codey.services.generation import GenerationService
@@ -25,12 +31,11 @@ class Runtime:
     routers: dict[str, Router]
     """Every configured model by name."""
     embedded: LlamaCppBackend | None
-    """The in-process engine, when a deployment uses it."""
+    """The engine process of the embedded model, when a deployment uses it."""
     database: Database
+    conversations: ConversationStore
     metrics: Metrics
-    generation: GenerationService
-    chat: ChatService
-    completion: CompletionService
+    gateway: Gateway
 
     @classmethod
     def start(
@@ -39,51 +44,41 @@ class Runtime:
         progress: Progress | None = None,
         backend: LlamaCppBackend | None = None,
         metrics: Metrics | None = None,
+        clock: Clock | None = None,
     ) -> Runtime:
-        """Load the embedded model if a deployment uses it (unless one is given), connect
-        the others, and open the store."""
+        """Build every deployment (the embedded engine starts when the first one asks for it,
+        unless one is given), open the store and put the gateway in front."""
         metrics = metrics or Metrics()
-        deployments = [d for r in settings.models.values() for d in r.deployments]
-        embedded = backend
-        if embedded is None and any(d.backend == "llamacpp" for d in deployments):
-            embedded = LlamaCppBackend.load(settings.model, progress)
-        if embedded is not None:
-            embedded.engine.on_restart.append(metrics.engine_restarts.inc)
-        routers = build_routers(settings, embedded, metrics)
+        engine = _Engine(settings, progress, backend)
+        routers = build_routers(settings, engine.get, metrics)
+        if engine.loaded is not None:
+            engine.loaded.engine.on_restart.append(metrics.engine_restarts.inc)
         database = Database(settings.store.sqlite_path)
+        conversations = ConversationStore(database)
 
-        def routed(service: Service) -> Router:
-            return routers[settings.model_for(service)]
+        def services_on(model: str, log: RouteLog) -> Services:
+            return Services.over(routers[model].traced(log), conversations, settings)
 
-        return cls(
-            settings=settings,
-            routers=routers,
-            embedded=embedded,
-            database=database,
-            metrics=metrics,
-            generation=GenerationService(routed("generation")),
-            chat=ChatService(routed("chat"), ConversationStore(database)),
-            completion=CompletionService(routed("completion")),
-        )
+        gateway = Gateway.build(settings, database, services_on, clock=clock, metrics=metrics)
+        return cls(settings, routers, engine.loaded, database, conversations, metrics, gateway)
+
+    def services(self, service: Service) -> Services:
+        """The services over the model that `service` runs on, outside the gateway (the CLI,
+        benchmarks and evaluations call the model directly)."""
+        router = self.routers[self.settings.model_for(service)]
+        return Services.over(router, self.conversations, self.settings)
 
     @property
-    def backend(self) -> Backend:
-        """The generation service's model."""
-        return self.generation.backend
+    def generation(self) -> GenerationService:
+        return self.services("generation").generation
 
-    def chat_on(self, model: str) -> ChatService:
-        """Chat on the named model; an alias means the configured one."""
-        router = self.routers.get(model)
-        if router is None or router is self.chat.backend:
-            return self.chat
-        return ChatService(router, self.chat.conversations)
+    @property
+    def chat(self) -> ChatService:
+        return self.services("chat").chat
 
-    def completion_on(self, model: str) -> CompletionService:
-        """Completion on the named model; an alias means the configured one."""
-        router = self.routers.get(model)
-        if router is None or router is self.completion.backend:
-            return self.completion
-        return CompletionService(router)
+    @property
+    def completion(self) -> CompletionService:
+        return self.services("completion").completion
 
     async def close(self) -> None:
         for router in self.routers.values():
@@ -91,17 +86,34 @@ class Runtime:
         self.database.close()
 
 
+class _Engine:
+    """The one embedded engine of this process, started on first use."""
+
+    def __init__(
+        self, settings: Settings, progress: Progress | None, given: LlamaCppBackend | None
+    ) -> None:
+        self.settings = settings
+        self.progress = progress
+        self.loaded = given
+
+    def get(self) -> LlamaCppBackend:
+        if self.loaded is None:
+            self.loaded = LlamaCppBackend.load(self.settings.model, self.progress)
+        return self.loaded
+
+
 def build_routers(
-    settings: Settings, embedded: LlamaCppBackend | None, metrics: Metrics | None = None
+    settings: Settings,
+    embedded: Callable[[], LlamaCppBackend] | None,
+    metrics: Metrics | None = None,
 ) -> dict[str, Router]:
     """One router per model, fallbacks linked; each deployment built once, by the backend
-    registered under its name."""
+    registered under its name. `embedded` starts (or returns) this process's engine."""
 
-    def engine() -> LlamaCppBackend:
-        assert embedded is not None, "the embedded engine is loaded before its deployments"
-        return embedded
+    def no_engine() -> LlamaCppBackend:
+        raise ConfigError("A llamacpp deployment needs the embedded engine, and none is given.")
 
-    context = BackendContext(settings.resilience, engine)
+    context = BackendContext(settings.resilience, embedded or no_engine)
     resilience = settings.resilience
     routers: dict[str, Router] = {}
     for model, route in settings.models.items():

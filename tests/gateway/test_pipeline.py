@@ -10,10 +10,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from codey.config import ApiKey, load_settings
+from codey.backends.fake import FakeBackend
+from codey.config import ApiKey, Settings, load_settings
 from codey.errors import BackendError, Forbidden, InvalidRequest, RateLimited, Unauthorized
 from codey.gateway.auth import KeyRing, Principal, hash_key, key_from_headers
-from codey.gateway.pipeline import Answer, Call, Gateway
+from codey.gateway.job import Answer, Job
+from codey.gateway.pipeline import Call, Gateway, ServicesOn
+from codey.services import Services
+from codey.store.conversations import ConversationStore
 from codey.store.sqlite import Database
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -34,7 +38,7 @@ class Work:
         self.calls = 0
         self.error = error
 
-    async def __call__(self) -> Answer:
+    async def __call__(self, services: object) -> Answer:
         self.calls += 1
         if self.error:
             raise self.error
@@ -51,21 +55,50 @@ def make_gateway(tmp_path: Path, clock: FakeClock, **limits: object) -> Gateway:
         limits={"completion": {"requests_per_day": 2, "requests_per_minute": None, **limits}},
         cache={"ttl_seconds": {"completion": 3600, "generation": 1, "chat": 3600}},
     )
-    return Gateway.build(settings, Database(tmp_path / "g.db"), clock=clock)
+    database = Database(tmp_path / "g.db")
+    return Gateway.build(settings, database, services_on(database, settings), clock=clock)
+
+
+def services_on(database: Database, settings: Settings) -> ServicesOn:
+    """The services over the scripted backend, whatever the model (the stand-in ignores them)."""
+    services = Services.over(FakeBackend(), ConversationStore(database), settings)
+    return lambda model, log: services
+
+
+class StandIn(Job):
+    """A job of any service whose work is a counted stand-in."""
+
+    dialect = "native"
+
+    def __init__(
+        self, service: str, text: str, cache: bool, deterministic: bool, work: Work
+    ) -> None:
+        self.service = service  # type: ignore[misc]
+        self.text, self.cache, self.deterministic, self.work = text, cache, deterministic, work
+
+    def billed_text(self) -> str:
+        return self.text
+
+    def cache_request(self) -> dict[str, object] | None:
+        return {"prefix": self.text} if self.cache else None
+
+    def asked_temperature(self) -> float | None:
+        return 0.0 if self.deterministic else 0.7
+
+    async def run(self, services: Services) -> Answer:
+        return await self.work(services)
 
 
 def call(
-    service: str = "completion", text: str = "x = 1", cache: bool = True, **kw: object
+    service: str = "completion",
+    text: str = "x = 1",
+    cache: bool = True,
+    deterministic: bool = True,
+    work: Work | None = None,
+    **kw: bool,
 ) -> Call:
-    return Call(
-        Principal("team"),
-        service,
-        "native",
-        "m",
-        text,
-        cache_request={"prefix": text} if cache else None,
-        **kw,
-    )  # type: ignore[arg-type]
+    job = StandIn(service, text, cache, deterministic, work or Work())
+    return Call(Principal("team"), job, "m", **kw)
 
 
 async def test_the_quota_resets_at_midnight_in_the_zone(tmp_path: Path) -> None:
@@ -73,36 +106,36 @@ async def test_the_quota_resets_at_midnight_in_the_zone(tmp_path: Path) -> None:
     gateway = make_gateway(tmp_path, clock)
     work = Work()
     for n in range(2):
-        await gateway.run(call(text=f"a{n}"), work)
+        await gateway.serve(call(text=f"a{n}", work=work))
     with pytest.raises(RateLimited) as caught:
-        await gateway.run(call(text="a2"), work)
+        await gateway.serve(call(text="a2", work=work))
     assert caught.value.retry_after == 2
     clock.current += timedelta(seconds=3)  # 00:00:01 on the 26th
-    await gateway.run(call(text="a3"), work)
+    await gateway.serve(call(text="a3", work=work))
     assert work.calls == 3
 
 
 async def test_the_day_after_summer_time_ends_is_25_hours(tmp_path: Path) -> None:
     clock = FakeClock(datetime(2026, 11, 1, 0, 30, tzinfo=LA))
     gateway = make_gateway(tmp_path, clock, requests_per_day=1)
-    await gateway.run(call(text="a"), Work())
+    await gateway.serve(call(text="a", work=Work()))
     with pytest.raises(RateLimited) as caught:
-        await gateway.run(call(text="b"), Work())
+        await gateway.serve(call(text="b", work=Work()))
     assert caught.value.retry_after == 24 * 3600 + 1800
     clock.current = datetime(2026, 11, 1, 23, 59, 59, tzinfo=LA)
     with pytest.raises(RateLimited):
-        await gateway.run(call(text="c"), Work())
+        await gateway.serve(call(text="c", work=Work()))
     clock.current = datetime(2026, 11, 2, 0, 0, 1, tzinfo=LA)
-    await gateway.run(call(text="d"), Work())
+    await gateway.serve(call(text="d", work=Work()))
 
 
 async def test_a_cache_hit_uses_no_quota_and_no_engine(tmp_path: Path) -> None:
     clock = FakeClock(datetime(2026, 11, 25, 12, tzinfo=LA))
     gateway = make_gateway(tmp_path, clock)
     work = Work()
-    first, cached_first = await gateway.run(call(), work)
+    first, cached_first = await gateway.serve(call(work=work))
     for _ in range(5):
-        again, cached = await gateway.run(call(), work)
+        again, cached = await gateway.serve(call(work=work))
         assert cached and again == first
     assert not cached_first
     assert work.calls == 1
@@ -113,10 +146,10 @@ async def test_no_cache_skips_the_lookup_and_no_store_skips_the_fill(tmp_path: P
     clock = FakeClock(datetime(2026, 11, 25, 12, tzinfo=LA))
     gateway = make_gateway(tmp_path, clock, requests_per_day=10)
     work = Work()
-    await gateway.run(call(no_store=True), work)
-    await gateway.run(call(), work)  # nothing was stored: a miss, which stores
-    await gateway.run(call(), work)  # a hit
-    await gateway.run(call(no_cache=True), work)  # lookup skipped
+    await gateway.serve(call(no_store=True, work=work))
+    await gateway.serve(call(work=work))  # nothing was stored: a miss, which stores
+    await gateway.serve(call(work=work))  # a hit
+    await gateway.serve(call(no_cache=True, work=work))  # lookup skipped
     assert work.calls == 3
 
 
@@ -124,19 +157,19 @@ async def test_an_entry_past_its_ttl_is_a_miss(tmp_path: Path) -> None:
     clock = FakeClock(datetime(2026, 11, 25, 12, tzinfo=LA))
     gateway = make_gateway(tmp_path, clock)
     work = Work()
-    await gateway.run(call("generation"), work)  # generation's TTL here is 1 s
-    await gateway.run(call("generation"), work)
+    await gateway.serve(call("generation", work=work))  # generation's TTL here is 1 s
+    await gateway.serve(call("generation", work=work))
     assert work.calls == 1
     await asyncio.sleep(1.1)
-    await gateway.run(call("generation"), work)
+    await gateway.serve(call("generation", work=work))
     assert work.calls == 2
 
 
 async def test_sampled_answers_are_not_cached_by_default(tmp_path: Path) -> None:
     gateway = make_gateway(tmp_path, FakeClock(datetime(2026, 11, 25, 12, tzinfo=LA)))
     work = Work()
-    await gateway.run(call(deterministic=False), work)
-    await gateway.run(call(deterministic=False), work)
+    await gateway.serve(call(deterministic=False, work=work))
+    await gateway.serve(call(deterministic=False, work=work))
     assert work.calls == 2
 
 
@@ -144,11 +177,11 @@ async def test_failures_inside_codey_are_refunded_client_errors_are_not(tmp_path
     clock = FakeClock(datetime(2026, 11, 25, 12, tzinfo=LA))
     gateway = make_gateway(tmp_path, clock)
     with pytest.raises(BackendError):
-        await gateway.run(call(text="a"), Work(BackendError("engine died")))
+        await gateway.serve(call(text="a", work=Work(BackendError("engine died"))))
     counters = await gateway.counters.get("team|completion|2026-11-25")
     assert counters["requests"] == 0
     with pytest.raises(InvalidRequest):
-        await gateway.run(call(text="b"), Work(InvalidRequest("too long")))
+        await gateway.serve(call(text="b", work=Work(InvalidRequest("too long"))))
     assert (await gateway.counters.get("team|completion|2026-11-25"))["requests"] == 1
 
 
@@ -156,11 +189,11 @@ async def test_every_outcome_has_one_ledger_row_with_its_cost(tmp_path: Path) ->
     clock = FakeClock(datetime(2026, 11, 25, 12, tzinfo=LA))
     gateway = make_gateway(tmp_path, clock)
     text = "x = compute( 1 )"  # 12 billable characters
-    await gateway.run(call(text=text), Work())  # served
-    await gateway.run(call(text=text), Work())  # cached
-    await gateway.run(call(text="other"), Work())  # served
+    await gateway.serve(call(text=text, work=Work()))  # served
+    await gateway.serve(call(text=text, work=Work()))  # cached
+    await gateway.serve(call(text="other", work=Work()))  # served
     with pytest.raises(RateLimited):
-        await gateway.run(call(text="third"), Work())  # over the quota of 2
+        await gateway.serve(call(text="third", work=Work()))  # over the quota of 2
     totals = gateway.ledger.by_service("2026-11-25", "team")["completion"]
     assert totals["requests"] == 4
     assert totals["succeeded"] == 3 and totals["cache_hits"] == 1 and totals["rejected"] == 1
@@ -174,18 +207,19 @@ async def test_a_daily_character_budget(tmp_path: Path) -> None:
     gateway = make_gateway(
         tmp_path, FakeClock(datetime(2026, 11, 25, 12, tzinfo=LA)), input_chars_per_day=10
     )
-    await gateway.run(call(text="abcdef"), Work())
+    await gateway.serve(call(text="abcdef", work=Work()))
     with pytest.raises(RateLimited, match="10 input characters"):
-        await gateway.run(call(text="ghijkl"), Work())
+        await gateway.serve(call(text="ghijkl", work=Work()))
 
 
 async def test_per_minute_limit_without_waiting(tmp_path: Path) -> None:
     settings = load_settings(
         limits={"wait_seconds": 0, "chat": {"requests_per_minute": 3, "requests_per_day": 100}}
     )
-    gateway = Gateway.build(settings, Database(tmp_path / "g.db"))
+    database = Database(tmp_path / "g.db")
+    gateway = Gateway.build(settings, database, services_on(database, settings))
     results = await asyncio.gather(
-        *(gateway.run(call("chat", text=f"q{n}", cache=False), Work()) for n in range(8)),
+        *(gateway.serve(call("chat", text=f"q{n}", cache=False, work=Work())) for n in range(8)),
         return_exceptions=True,
     )
     refused = [r for r in results if isinstance(r, RateLimited)]
@@ -209,14 +243,14 @@ async def test_a_requests_closing_writes_share_one_transaction(
         return commit(jobs)
 
     monkeypatch.setattr(db, "_commit", counted)
-    await gateway.run(call(text="a"), Work())
+    await gateway.serve(call(text="a", work=Work()))
     assert groups == [1, 3]  # the admission; then counters, ledger row and cache fill
     groups.clear()
     with pytest.raises(BackendError):
-        await gateway.run(call(text="b"), Work(BackendError("engine died")))
+        await gateway.serve(call(text="b", work=Work(BackendError("engine died"))))
     assert groups == [1, 2]  # the admission; then the refund and the ledger row
     groups.clear()
-    await gateway.run(call(text="a"), Work())
+    await gateway.serve(call(text="a", work=Work()))
     assert groups == [1]  # a hit in the memory tier: the ledger row alone
 
 

@@ -12,7 +12,7 @@ import pytest
 from codey.backends.base import ChatPrompt, Message, SamplingParams
 from codey.config import Deployment, ModelRoute, ResilienceSettings, Settings
 from codey.errors import NoDeployment, UpstreamError, UpstreamTimeout
-from codey.gateway.attempts import open_log
+from codey.gateway.attempts import RouteLog
 from codey.gateway.metrics import Metrics
 from codey.runtime import build_routers
 from tests.fault_upstream import FaultUpstream
@@ -68,9 +68,9 @@ async def test_429_with_retry_after_is_waited_out_then_answered(upstreams):
     (one,) = upstreams[:1]
     router = routers([one])[0]["coder"]
     one.script(("retry_after", 1))
-    log = open_log()
+    log = RouteLog()
     started = time.monotonic()
-    generation = await router.generate(PROMPT, PARAMS)
+    generation = await router.traced(log).generate(PROMPT, PARAMS)
     assert time.monotonic() - started >= 1.0
     assert generation.choices[0].text.startswith("Sure:")
     assert [a.outcome for a in log.attempts] == ["rate_limited", "ok"]
@@ -81,10 +81,10 @@ async def test_a_long_retry_after_fails_over_instead_of_waiting(upstreams):
     router = routers(upstreams, max_retry_after=5)[0]["coder"]
     upstreams[0].script(("retry_after", 60))
     upstreams[1].script(("retry_after", 60))
-    log = open_log()
+    log = RouteLog()
     started = time.monotonic()
     with pytest.raises(UpstreamError) as caught:
-        await router.generate(PROMPT, PARAMS)
+        await router.generate(PROMPT, PARAMS, log)
     assert time.monotonic() - started < 5
     assert caught.value.upstream_status == 429 and caught.value.retry_after == 60
     assert [a.outcome for a in log.attempts] == ["rate_limited", "rate_limited"]
@@ -94,8 +94,8 @@ async def test_500_twice_then_200_is_retried_with_backoff(upstreams):
     (one,) = upstreams[:1]
     router, metrics = routers([one])
     one.script(("status", 500), ("status", 500))
-    log = open_log()
-    generation = await router["coder"].generate(PROMPT, PARAMS)
+    log = RouteLog()
+    generation = await router["coder"].generate(PROMPT, PARAMS, log)
     assert generation.prompt_tokens == len(
         ["write", "a", "function", "that", "adds", "two", "numbers"]
     )
@@ -123,9 +123,9 @@ async def test_400_is_the_callers_and_is_not_retried(upstreams):
 async def test_a_hang_past_the_first_token_timeout_moves_to_the_other_deployment(upstreams):
     router = routers(upstreams, first_token_timeout=0.5)[0]["coder"]
     upstreams[0].script(("hang", 5))
-    log = open_log()
+    log = RouteLog()
     started = time.monotonic()
-    text = await _collect(router)
+    text = await _collect(router, log)
     assert 0.5 <= time.monotonic() - started < 4
     assert text.startswith("Sure:")
     assert [(a.deployment, a.outcome) for a in log.attempts] == [("up0", "timeout"), ("up1", "ok")]
@@ -135,9 +135,9 @@ async def test_a_deployment_that_always_hangs_ends_in_a_timeout(upstreams):
     (one,) = upstreams[:1]
     router = routers([one], first_token_timeout=0.3, max_attempts=2)[0]["coder"]
     one.script(("hang", 5), ("hang", 5))
-    log = open_log()
+    log = RouteLog()
     with pytest.raises(UpstreamTimeout) as caught:
-        await _collect(router)
+        await _collect(router, log)
     assert caught.value.status == 504
     assert [a.outcome for a in log.attempts] == ["timeout", "timeout"]
 
@@ -146,10 +146,10 @@ async def test_a_stream_cut_after_its_first_token_is_not_retried(upstreams):
     (one,) = upstreams[:1]
     router = routers([one])[0]["coder"]
     one.script(("drop", 2))
-    log = open_log()
+    log = RouteLog()
     received: list[str] = []
     with pytest.raises(UpstreamError):
-        async for delta in router.stream(PROMPT, PARAMS):
+        async for delta in router.traced(log).stream(PROMPT, PARAMS):
             received.append(delta.text)
     assert "".join(received).startswith("Sure:")
     assert len(one.seen) == 1
@@ -208,8 +208,8 @@ async def test_the_fallback_model_answers_when_every_deployment_fails(upstreams)
     primary, spare = upstreams
     router = routers([primary], fallback=spare, max_attempts=2)[0]["coder"]
     primary.script(("status", 502), ("status", 502))
-    log = open_log()
-    generation = await router.generate(PROMPT, PARAMS)
+    log = RouteLog()
+    generation = await router.generate(PROMPT, PARAMS, log)
     assert generation.choices[0].text
     assert [(a.deployment, a.outcome) for a in log.attempts] == [
         ("up0", "upstream_error"),
@@ -219,8 +219,8 @@ async def test_the_fallback_model_answers_when_every_deployment_fails(upstreams)
     assert spare.seen[0].body["model"] == "s"
 
 
-async def _collect(router) -> str:
-    return "".join([d.text async for d in router.stream(PROMPT, PARAMS)])
+async def _collect(router, log: RouteLog | None = None) -> str:
+    return "".join([d.text async for d in router.stream(PROMPT, PARAMS, log)])
 
 
 async def test_tokens_are_counted_by_a_deployment_that_answers(upstreams):

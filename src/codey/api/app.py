@@ -25,7 +25,6 @@ from codey.api.vertex.router import router as vertex_router
 from codey.config import Settings
 from codey.errors import CodeyError
 from codey.gateway.clock import Clock
-from codey.gateway.pipeline import Gateway
 from codey.runtime import Runtime
 
 log = logging.getLogger("codey.api")
@@ -41,7 +40,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started: Runtime = (
-            runtime if runtime is not None else await asyncio.to_thread(Runtime.start, settings)
+            runtime
+            if runtime is not None
+            else await asyncio.to_thread(Runtime.start, settings, clock=clock)
         )
         app.state.runtime = started
         app.state.started_at = time.time()
@@ -54,7 +55,7 @@ def create_app(
                 lambda: float(engine.state == "ready"),
             )
         app.state.metrics = metrics
-        app.state.gateway = Gateway.build(settings, started.database, clock=clock, metrics=metrics)
+        app.state.gateway = started.gateway
         app.state.model_names = served_names(list(started.routers), settings.server.model_aliases)
         try:
             yield

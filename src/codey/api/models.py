@@ -1,9 +1,10 @@
-"""Which model names the API answers to."""
+"""Which model names the API answers to, and the one name each stands for."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
+from codey.config import Service
 from codey.errors import NotFound
 
 
@@ -11,11 +12,16 @@ def served_names(models: list[str], aliases: list[str]) -> list[str]:
     return [*models, *(a for a in aliases if a not in models)]
 
 
-def require_model(request: Request, name: str) -> None:
-    """Refuse a model name this server does not serve, listing the ones it does."""
+def resolve_model(request: Request, service: Service, asked: str | None) -> str:
+    """The configured model a request runs on: the one it names, or for an alias (and for
+    dialects that name no model of codey's) the one its service runs on. An unknown name is
+    refused with the names this server serves."""
+    settings = request.app.state.runtime.settings
+    if asked is not None and asked in settings.models:
+        return asked
+    if asked is None or asked in request.app.state.model_names:
+        return settings.model_for(service)
     names: list[str] = request.app.state.model_names
-    if name not in names:
-        raise NotFound(
-            f"The model {name!r} does not exist here.",
-            hint=f"Use one of: {', '.join(names)}.",
-        )
+    raise NotFound(
+        f"The model {asked!r} does not exist here.", hint=f"Use one of: {', '.join(names)}."
+    )

@@ -70,8 +70,8 @@ def humaneval_command(
                         runtime, problems, jobs, lambda n: progress.advance(task, n), 48, record
                     )
         result = humaneval.summary(generation_cases, infill_cases)
-        result["model"] = runtime.backend.model_id
-        result["published_pass@1"] = PUBLISHED.get(runtime.backend.model_id)
+        result["model"] = runtime.generation.backend.model_id
+        result["published_pass@1"] = PUBLISHED.get(runtime.generation.backend.model_id)
         (output / "summary.json").write_text(json.dumps(result, indent=2))
         return result
 

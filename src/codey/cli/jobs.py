@@ -43,14 +43,13 @@ def generate(
     as_json: JsonFlag = False,
 ) -> None:
     """Generate a complete function or class from a description."""
-    defaults = ctx.obj.generation
     request = GenerationRequest(
         prompt=prompt,
         language=language,
         context=context,
         requirements=tuple(require or ()),
-        max_tokens=max_tokens or defaults.max_tokens,
-        temperature=defaults.temperature if temperature is None else temperature,
+        max_tokens=max_tokens,
+        temperature=temperature,
     )
 
     async def job(runtime: Runtime) -> GenerationResult:
@@ -88,7 +87,6 @@ def chat(
     as_json: JsonFlag = False,
 ) -> None:
     """Talk about code; the conversation is kept and can be resumed with --conversation."""
-    defaults = ctx.obj.chat
 
     def request(text: str, conversation_id: str | None) -> ChatRequest:
         return ChatRequest(
@@ -96,8 +94,8 @@ def chat(
             conversation_id=conversation_id,
             language=language,
             context=context,
-            max_tokens=max_tokens or defaults.max_tokens,
-            temperature=defaults.temperature if temperature is None else temperature,
+            max_tokens=max_tokens,
+            temperature=temperature,
         )
 
     if message is not None:
@@ -179,7 +177,7 @@ def complete(
         suffix=suffix,
         language=language or "python",
         max_completions=count,
-        max_tokens=max_tokens or ctx.obj.completion.max_tokens,
+        max_tokens=max_tokens,
     )
 
     async def job(runtime: Runtime) -> CompletionResult:

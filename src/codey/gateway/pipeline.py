@@ -11,49 +11,46 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
-from codey.config import ServiceLimits, Settings
+from codey.backends.base import Delta
+from codey.config import Service, ServiceLimits, Settings
 from codey.errors import CodeyError, RateLimited
-from codey.gateway.attempts import RouteLog, open_log
+from codey.gateway.attempts import RouteLog
 from codey.gateway.auth import KeyRing, Principal
 from codey.gateway.cache import MemoryTier, RedisTier, ResponseCache, SQLiteTier, Tier, cache_key
 from codey.gateway.clock import Clock, QuotaDay, SystemClock
 from codey.gateway.counters import Counters, RedisCounters, SQLiteCounters
+from codey.gateway.job import Answer, Dialect, Job
 from codey.gateway.ledger import Ledger, LedgerRow
 from codey.gateway.metrics import Metrics
 from codey.gateway.pricing import PriceList, billable_characters
 from codey.gateway.ratelimit import PerMinuteLimiter
+from codey.services import Services
 from codey.store.redis import connect
 from codey.store.sqlite import Database
 
 
 @dataclass(frozen=True)
 class Call:
-    """One request as the gateway sees it."""
+    """One request as the gateway sees it: who asks, the dialect's job, and its model."""
 
     principal: Principal
-    service: str
-    dialect: str
+    job: Job
     model: str
-    input_text: str
-    cache_request: dict[str, Any] | None = None
-    """The normalised request to key the cache on; None when it must not be cached."""
-    deterministic: bool = True
+    """The canonical model name (aliases resolved at the edge): ledger, cache and prices use it."""
     no_cache: bool = False
     no_store: bool = False
 
+    @property
+    def service(self) -> Service:
+        return self.job.service
 
-@dataclass(frozen=True)
-class Answer:
-    """What the service produced, rendered, with its usage."""
-
-    body: dict[str, Any]
-    prompt_tokens: int
-    completion_tokens: int
-    output_text: str
+    @property
+    def dialect(self) -> Dialect:
+        return self.job.dialect
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,12 @@ class Ticket:
     started: float
     input_chars: int
     waited: float = 0.0
-    route: RouteLog | None = None
+    route: RouteLog = field(default_factory=RouteLog)
+    """The attempts the router made for it, written by the router itself."""
+
+
+ServicesOn = Callable[[str, RouteLog], Services]
+"""The services over a model's router, recording the attempts of its calls in the log."""
 
 
 class Gateway:
@@ -78,10 +80,12 @@ class Gateway:
         limiter: PerMinuteLimiter,
         cache: ResponseCache | None,
         ledger: Ledger,
+        services: ServicesOn,
         clock: Clock | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.services = services
         self.metrics = metrics or Metrics()
         self.keyring = KeyRing(settings.auth.keys)
         self.counters = counters
@@ -97,6 +101,7 @@ class Gateway:
         cls,
         settings: Settings,
         database: Database,
+        services: ServicesOn,
         clock: Clock | None = None,
         metrics: Metrics | None = None,
     ) -> Gateway:
@@ -115,45 +120,81 @@ class Gateway:
             limiter=PerMinuteLimiter(settings.redis_url, wait_seconds=settings.limits.wait_seconds),
             cache=ResponseCache(tiers, c.ttl_seconds) if c.enabled and tiers else None,
             ledger=Ledger(database),
+            services=services,
             clock=clock,
             metrics=metrics,
         )
 
-    def limits_for(self, principal: Principal, service: str) -> ServiceLimits:
-        own = principal.limits.get(service)  # type: ignore[call-overload]
-        return own or self.settings.limits.for_service(service)  # type: ignore[arg-type]
+    def limits_for(self, principal: Principal, service: Service) -> ServiceLimits:
+        return principal.limits.get(service) or self.settings.limits.for_service(service)
 
-    async def run(self, call: Call, work: Callable[[], Awaitable[Answer]]) -> tuple[Answer, bool]:
-        """The whole pipeline around `work`; says whether the answer came from the cache."""
-        call.principal.authorize(call.service)  # type: ignore[arg-type]
+    async def serve(self, call: Call) -> tuple[Answer, bool]:
+        """The whole pipeline around the call's job: the cache, admission, the job on its
+        model's services, the closing writes; says whether the answer came from the cache."""
+        call.principal.authorize(call.service)
         key = await self._cache_key(call)
-        if key is not None and not call.no_cache:
+        if key is not None and self.cache is not None and not call.no_cache:
             started = time.perf_counter()
-            hit = await self.cache.get(key, call.service)  # type: ignore[union-attr]
+            hit = await self.cache.get(key, call.service)
             if hit is not None:
                 answer = Answer(**hit)
                 await self._record(call, self._today(), started, answer, status=200, cached=True)
                 return answer, True
         ticket = await self.admit(call)
         try:
-            answer = await work()
+            answer = await call.job.run(self.services(call.model, ticket.route))
         except BaseException as exc:
             await self.fail(ticket, exc)
             raise
         await self.complete(ticket, answer, None if call.no_store else key)
         return answer, False
 
+    async def stream(self, call: Call) -> AsyncGenerator[Delta, None]:
+        """Admit a streamed call and hand back its deltas, ending with the one that carries the
+        finish reason; the ledger hears how it ended (completed, failed, or the client gone)
+        and the engine stream is closed in every case. Streams skip the cache.
+
+        The first delta is pulled before this returns, so that bad input and a refused quota
+        still get a proper error status instead of a broken stream. Iterate the result to its
+        end, or close it (contextlib.aclosing)."""
+        ticket = await self.admit(call)
+        try:
+            deltas = call.job.run_stream(self.services(call.model, ticket.route))
+            first = await anext(deltas)
+        except BaseException as exc:
+            await self.fail(ticket, exc)
+            raise
+
+        async def relay() -> AsyncGenerator[Delta, None]:
+            delta, text = first, ""
+            try:
+                while True:
+                    text += delta.text
+                    yield delta
+                    if delta.finish_reason is not None:
+                        break
+                    delta = await anext(deltas)
+            except BaseException as exc:
+                await self.fail(ticket, exc)
+                raise
+            finally:
+                await deltas.aclose()  # type: ignore[attr-defined]
+            answer = Answer({}, delta.prompt_tokens, delta.completion_tokens, text)
+            await self.complete(ticket, answer)
+
+        return relay()
+
     async def admit(self, call: Call) -> Ticket:
         """Check the daily quota and budgets, then take a per-minute slot; a refusal is
         recorded in the ledger and raised as RateLimited."""
-        call.principal.authorize(call.service)  # type: ignore[arg-type]
+        call.principal.authorize(call.service)
         started = time.perf_counter()
         now = self.clock.now()
         day = self.quota_day.day(now)
         name, service = call.principal.name, call.service
         key = f"{name}|{service}|{day}"
         limits = self.limits_for(call.principal, service)
-        input_chars = billable_characters(call.input_text)
+        input_chars = billable_characters(call.job.billed_text())
         counted = False
         try:
             await self._check_budgets(key, limits, input_chars, now)
@@ -173,7 +214,7 @@ class Gateway:
             refund = self.counters.add(key, {"requests": -1}) if counted else None
             await _together(refund, record)
             raise
-        return Ticket(call, key, day, started, input_chars, waited, open_log())
+        return Ticket(call, key, day, started, input_chars, waited)
 
     async def complete(self, ticket: Ticket, answer: Answer, cache_key: str | None = None) -> None:
         """Count the answer's characters and tokens, write its ledger row and, given a key,
@@ -250,12 +291,15 @@ class Gateway:
             )
 
     async def _cache_key(self, call: Call) -> str | None:
-        c = self.settings.cache
-        if self.cache is None or call.cache_request is None:
+        request = call.job.cache_request() if self.cache is not None else None
+        if request is None:
             return None
-        if not (call.deterministic or c.all_temperatures):
-            return None
-        return await cache_key(call.service, call.model, call.cache_request)
+        temperature = call.job.asked_temperature()
+        if temperature is None:
+            temperature = self.settings.defaults_for(call.service).temperature
+        if temperature != 0 and not self.settings.cache.all_temperatures:
+            return None  # a sampled answer is one of many
+        return await cache_key(call.service, call.model, request)
 
     def _today(self) -> str:
         return self.quota_day.day(self.clock.now())
@@ -279,7 +323,7 @@ class Gateway:
         """Write the ledger row and feed the metrics; character counts already made for the
         request are passed in rather than counted again."""
         if input_chars is None:
-            input_chars = billable_characters(call.input_text)
+            input_chars = billable_characters(call.job.billed_text())
         if output_chars is None:
             output_chars = billable_characters(answer.output_text) if answer else 0
         attempts = route.attempts if route else []
@@ -287,7 +331,7 @@ class Gateway:
         last = answered or (attempts[-1] if attempts else None)
         cost = 0.0
         if answer is not None and not cached:
-            cost = self.prices.cost(call.service, call.model, input_chars, output_chars)  # type: ignore[arg-type]
+            cost = self.prices.cost(call.service, call.model, input_chars, output_chars)
         row = LedgerRow(
             ts=time.time(),
             day=day,

@@ -5,7 +5,8 @@ that another try may mend (connection refused or dropped, 429, 5xx, timeout, a f
 retried with exponential backoff and jitter, on another deployment first, honouring Retry-After;
 a stream is never retried once its first token has left. Each deployment has a circuit breaker.
 When every try fails, the model's fallback model gets the call. Every attempt is counted in
-the metrics and written to the request's route log, from which the ledger learns who answered.
+the metrics and, for calls made through `Router.traced(log)`, written to that request's log,
+from which the ledger learns who answered.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from codey.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from codey.gateway.attempts import Attempt, record
+from codey.gateway.attempts import Attempt, RouteLog
 from codey.gateway.breaker import Breaker
 from codey.gateway.metrics import Metrics
 
@@ -123,19 +124,27 @@ class Router(Backend):
                     raise
         return await ranked[-1].backend.count_tokens(prompt)
 
-    async def generate(self, prompt: Prompt, params: SamplingParams) -> Generation:
+    def traced(self, log: RouteLog) -> Backend:
+        """This router as a backend whose calls write their attempts into `log`."""
+        return _Traced(self, log)
+
+    async def generate(
+        self, prompt: Prompt, params: SamplingParams, log: RouteLog | None = None
+    ) -> Generation:
         async def call(member: Member) -> Generation:
             return await member.backend.generate(prompt, params)
 
         try:
             async with asyncio.timeout(self.resilience.total_timeout):
-                generation, member = await self._run(call)
+                generation, member = await self._run(call, log)
         except TimeoutError:
             raise self._too_slow() from None
-        self._settle(member, None)
+        self._settle(member, None, log)
         return generation
 
-    async def stream(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
+    async def stream(
+        self, prompt: Prompt, params: SamplingParams, log: RouteLog | None = None
+    ) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.resilience.total_timeout
         first_token = self.resilience.first_token_timeout
@@ -156,7 +165,7 @@ class Router(Backend):
 
         try:
             async with asyncio.timeout_at(deadline):
-                (delta, rest), member = await self._run(call)
+                (delta, rest), member = await self._run(call, log)
         except TimeoutError:
             raise self._too_slow() from None
         failure: BaseException | None = None
@@ -175,7 +184,7 @@ class Router(Backend):
             raise
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
-            self._settle(member, failure)
+            self._settle(member, failure, log)
 
     def status(self) -> list[dict[str, Any]]:
         """Each deployment as the dashboard shows it."""
@@ -196,7 +205,9 @@ class Router(Backend):
     async def close(self) -> None:
         await asyncio.gather(*(m.backend.close() for m in self.members))
 
-    async def _run(self, call: Callable[[Member], Awaitable[T]]) -> tuple[T, Member]:
+    async def _run(
+        self, call: Callable[[Member], Awaitable[T]], log: RouteLog | None
+    ) -> tuple[T, Member]:
         """`call` on the best deployment, retried and failed over; the member returned is
         still held, to be settled by the caller when its answer is complete."""
         r = self.resilience
@@ -227,12 +238,12 @@ class Router(Backend):
                     try:
                         return await call(member), member
                     except BaseException as exc:
-                        self._settle(member, exc)
+                        self._settle(member, exc, log)
                         failures.append(exc)
                         raise
         except (UpstreamError, Overloaded, NoDeployment) as exc:
             if self.fallback is not None and (retryable(exc) or isinstance(exc, NoDeployment)):
-                return await self.fallback._run(call)
+                return await self.fallback._run(call, log)
             if isinstance(exc, NoDeployment) and failures:
                 raise failures[-1] from None  # what went wrong says more than what is left
             raise
@@ -260,8 +271,8 @@ class Router(Backend):
         tried.add(member.name)
         return member
 
-    def _settle(self, member: Member, exc: BaseException | None) -> None:
-        """Release the member and tell its breaker, the metrics and the route log."""
+    def _settle(self, member: Member, exc: BaseException | None, log: RouteLog | None) -> None:
+        """Release the member and tell its breaker, the metrics and the request's log."""
         member.outstanding -= 1
         outcome = outcome_of(exc)
         member.outcomes[outcome] += 1
@@ -276,7 +287,8 @@ class Router(Backend):
                 member.breaker.cool(exc.retry_after)
         if self.metrics is not None:
             self.metrics.attempt(self.model_id, member.name, outcome)
-        record(Attempt(self.model_id, member.name, member.backend.name, outcome))
+        if log is not None:
+            log.attempts.append(Attempt(self.model_id, member.name, member.backend.name, outcome))
 
     def _too_slow(self) -> UpstreamTimeout:
         seconds = self.resilience.total_timeout
@@ -289,3 +301,27 @@ class Router(Backend):
         if member.outstanding >= member.max_concurrency:
             return f"at its {member.max_concurrency} requests in flight"
         return "cooling down after Retry-After"
+
+
+class _Traced(Backend):
+    """A router seen by one request: the same deployments, attempts written to its log."""
+
+    name = "router"
+
+    def __init__(self, router: Router, log: RouteLog) -> None:
+        self.router = router
+        self.log = log
+        self.model_id = router.model_id
+
+    @property
+    def context_length(self) -> int:
+        return self.router.context_length
+
+    async def count_tokens(self, prompt: Prompt) -> int:
+        return await self.router.count_tokens(prompt)
+
+    async def generate(self, prompt: Prompt, params: SamplingParams) -> Generation:
+        return await self.router.generate(prompt, params, self.log)
+
+    def stream(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
+        return self.router.stream(prompt, params, self.log)

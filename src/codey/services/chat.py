@@ -7,8 +7,10 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from codey.backends.base import Backend, ChatPrompt, Delta, Generation, Message, SamplingParams
+from codey.backends.base import Backend, ChatPrompt, Delta, Generation, Message
+from codey.config import ChatSettings, SamplingDefaults
 from codey.errors import ContextOverflow, InvalidRequest
+from codey.services.sampling import Sampling
 from codey.store.conversations import ConversationStore
 
 
@@ -20,10 +22,11 @@ class ChatRequest:
     """Earlier turns supplied by the caller; used to seed a new conversation."""
     language: str | None = None
     context: str | None = None
-    max_tokens: int = 512
-    temperature: float = 0.2
-    top_p: float = 0.95
-    top_k: int = 40
+    max_tokens: int | None = None
+    """None, here and below, leaves the value to the service's defaults (`[chat]`)."""
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
     seed: int | None = None
 
 
@@ -57,9 +60,15 @@ def system_prompt(language: str | None, context: str | None) -> str:
 
 
 class ChatService:
-    def __init__(self, backend: Backend, conversations: ConversationStore) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        conversations: ConversationStore,
+        defaults: SamplingDefaults | None = None,
+    ) -> None:
         self.backend = backend
         self.conversations = conversations
+        self.defaults = defaults or ChatSettings()
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         if not request.message.strip():
@@ -91,14 +100,14 @@ class ChatService:
             language, context = request.language, request.context
         system = Message("system", system_prompt(language, context))
         question = Message("user", request.message)
-        messages = await self._fit(system, history, question, request.max_tokens)
-        params = SamplingParams(
+        params = Sampling(
             max_tokens=request.max_tokens,
             temperature=request.temperature,
             top_p=request.top_p,
             top_k=request.top_k,
             seed=request.seed,
-        )
+        ).resolve(self.defaults)
+        messages = await self._fit(system, history, question, params.max_tokens)
         generation = await self.backend.generate(ChatPrompt(messages), params)
         choice = generation.choices[0]
         answer = choice.text.strip()
@@ -116,15 +125,13 @@ class ChatService:
             finish_reason=choice.finish_reason,
         )
 
-    async def reply(self, messages: Sequence[Message], params: SamplingParams) -> Generation:
+    async def reply(self, messages: Sequence[Message], sampling: Sampling) -> Generation:
         """Answer a whole conversation given by the caller, storing nothing."""
-        return await self.backend.generate(self._checked(messages), params)
+        return await self.backend.generate(self._checked(messages), sampling.resolve(self.defaults))
 
-    def stream_reply(
-        self, messages: Sequence[Message], params: SamplingParams
-    ) -> AsyncIterator[Delta]:
+    def stream_reply(self, messages: Sequence[Message], sampling: Sampling) -> AsyncIterator[Delta]:
         """`reply`, token by token."""
-        return self.backend.stream(self._checked(messages), params)
+        return self.backend.stream(self._checked(messages), sampling.resolve(self.defaults))
 
     @staticmethod
     def _checked(messages: Sequence[Message]) -> ChatPrompt:

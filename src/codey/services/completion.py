@@ -11,11 +11,12 @@ from codey.backends.base import (
     Delta,
     Generation,
     InfillPrompt,
-    SamplingParams,
     TextPrompt,
     span_confidence,
 )
+from codey.config import CompletionSettings, SamplingDefaults
 from codey.errors import InvalidRequest
+from codey.services.sampling import Sampling
 from codey.services.suggestions import (
     Kind,
     cursor_at,
@@ -37,8 +38,9 @@ class CompletionRequest:
     max_completions: int = 3
     context: str | None = None
     """Other code the completion should know about, such as related files."""
-    max_tokens: int = 64
-    temperature: float = 0.0
+    max_tokens: int | None = None
+    """None, here and below, leaves the value to the service's defaults (`[completion]`)."""
+    temperature: float | None = None
     postprocess: bool = True
     """Off only to measure what post-processing is worth."""
 
@@ -63,18 +65,21 @@ class CompletionResult:
 
 
 class CompletionService:
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, defaults: SamplingDefaults | None = None) -> None:
         self.backend = backend
+        self.defaults = defaults or CompletionSettings()
 
-    async def raw(self, prompt: str, suffix: str | None, params: SamplingParams) -> Generation:
+    async def raw(self, prompt: str, suffix: str | None, sampling: Sampling) -> Generation:
         """The model's own continuation of `prompt`, or its infill before `suffix`: no
         post-processing, for clients that do their own."""
+        params = sampling.resolve(self.defaults)
         return await self.backend.generate(_raw_prompt(prompt, suffix), params)
 
     def stream_raw(
-        self, prompt: str, suffix: str | None, params: SamplingParams
+        self, prompt: str, suffix: str | None, sampling: Sampling
     ) -> AsyncIterator[Delta]:
         """`raw`, token by token."""
+        params = sampling.resolve(self.defaults)
         return self.backend.stream(_raw_prompt(prompt, suffix), params)
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
@@ -91,11 +96,11 @@ class CompletionService:
         model_prefix, removed = heal_prefix(request.prefix)
         if request.context and request.context.strip():
             model_prefix = f"{request.context.rstrip()}\n\n{model_prefix}"
-        params = SamplingParams(
+        params = Sampling(
             max_tokens=request.max_tokens,
             temperature=request.temperature,
             n=request.max_completions,
-        )
+        ).resolve(self.defaults)
         generation = await self.backend.generate(InfillPrompt(model_prefix, request.suffix), params)
         line_prefix = cursor_at(request.prefix, request.suffix).line_prefix
         best: dict[str, Suggestion] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from codey.backends.base import (
     Backend,
@@ -15,8 +15,10 @@ from codey.backends.base import (
     SamplingParams,
     span_confidence,
 )
+from codey.config import GenerationSettings, SamplingDefaults
 from codey.errors import InvalidRequest
 from codey.services.code_text import SyntaxReport, check_syntax, extract_code
+from codey.services.sampling import Sampling
 
 
 @dataclass(frozen=True)
@@ -25,10 +27,11 @@ class GenerationRequest:
     language: str = "python"
     context: str | None = None
     requirements: Sequence[str] = ()
-    max_tokens: int = 1024
-    temperature: float = 0.2
-    top_p: float = 0.95
-    top_k: int = 40
+    max_tokens: int | None = None
+    """None, here and below, leaves the value to the service's defaults (`[generation]`)."""
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
     seed: int | None = None
 
 
@@ -80,12 +83,13 @@ def build_messages(request: GenerationRequest) -> list[Message]:
 
 
 class GenerationService:
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, defaults: SamplingDefaults | None = None) -> None:
         self.backend = backend
+        self.defaults = defaults or GenerationSettings()
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         started = time.perf_counter()
-        prompt, params = _prepare(request)
+        prompt, params = self._prepare(request)
         generation = await self.backend.generate(prompt, params)
         choice = generation.choices[0]
         extracted = extract_code(choice.text, request.language)
@@ -103,22 +107,26 @@ class GenerationService:
             answer=choice.text,
         )
 
+    async def candidates(self, request: GenerationRequest, n: int) -> list[GenerationResult]:
+        """`n` answers to one request, the i-th sampled with seed i (or the request's seed + i)."""
+        first = request.seed or 0
+        return [await self.generate(replace(request, seed=first + i)) for i in range(n)]
+
     def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """The model's whole answer (prose and fenced code), token by token."""
-        prompt, params = _prepare(request)
+        prompt, params = self._prepare(request)
         return self.backend.stream(prompt, params)
 
-
-def _prepare(request: GenerationRequest) -> tuple[ChatPrompt, SamplingParams]:
-    if not request.prompt.strip():
-        raise InvalidRequest("The prompt is empty.", hint="Describe the code to generate.")
-    params = SamplingParams(
-        max_tokens=request.max_tokens,
-        temperature=request.temperature,
-        top_p=request.top_p,
-        top_k=request.top_k,
-        seed=request.seed,
-        # The code ends where its fence closes; prose after it would only cost time.
-        stop=(CLOSING_FENCE,) if request.language else (),
-    )
-    return ChatPrompt(build_messages(request)), params
+    def _prepare(self, request: GenerationRequest) -> tuple[ChatPrompt, SamplingParams]:
+        if not request.prompt.strip():
+            raise InvalidRequest("The prompt is empty.", hint="Describe the code to generate.")
+        asked = Sampling(
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            top_k=request.top_k,
+            seed=request.seed,
+            # The code ends where its fence closes; prose after it would only cost time.
+            stop=(CLOSING_FENCE,) if request.language else (),
+        )
+        return ChatPrompt(build_messages(request)), asked.resolve(self.defaults)

@@ -1,12 +1,20 @@
-"""Request and response bodies of the native dialect (the original design's field names)."""
+"""Request and response bodies of the native dialect (the original design's field names).
+
+Each request body is the gateway's Job for its route: it translates itself into the service's
+request and renders the service's result. Sampling fields left out take the service's defaults
+(`[generation]`, `[chat]`, `[completion]` in the settings).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from codey.backends.base import Message
+from codey.config import Service
+from codey.gateway.job import Answer, Dialect, Job
+from codey.services import Services
 from codey.services.chat import ChatRequest, ChatResult
 from codey.services.completion import MAX_COMPLETIONS, CompletionRequest, CompletionResult
 from codey.services.generation import GenerationRequest, GenerationResult
@@ -19,15 +27,35 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class GenerateBody(_Body):
+class _NativeJob(_Body, Job):
+    dialect: ClassVar[Dialect] = "native"
+
+    def cache_request(self) -> dict[str, Any] | None:
+        return self.model_dump()
+
+
+class GenerateBody(_NativeJob):
+    service: ClassVar[Service] = "generation"
+
     prompt: NonBlank = Field(description="What the code should do.")
     language: Language = "python"
-    max_tokens: int = Field(default=2048, ge=1, le=32768)
-    temperature: float = Field(default=0.2, ge=0.0, le=2.0)
-    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
-    top_k: int = Field(default=40, ge=0, le=1000)
+    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=0, le=1000)
     context: str | None = None
     requirements: list[str] = Field(default_factory=list, max_length=50)
+
+    def billed_text(self) -> str:
+        return self.prompt + (self.context or "") + "".join(self.requirements)
+
+    def asked_temperature(self) -> float | None:
+        return self.temperature
+
+    async def run(self, services: Services) -> Answer:
+        result = await services.generation.generate(self.to_request())
+        rendered = GenerateResponse.of(result).model_dump()
+        return Answer(rendered, result.prompt_tokens, result.completion_tokens, result.code)
 
     def to_request(self) -> GenerationRequest:
         return GenerationRequest(
@@ -92,14 +120,31 @@ class HistoryMessage(_Body):
     timestamp: str | float | None = None
 
 
-class ChatBody(_Body):
+class ChatBody(_NativeJob):
+    service: ClassVar[Service] = "chat"
+
     message: NonBlank
     conversation_history: list[HistoryMessage] = Field(default_factory=list, max_length=1000)
     language: Language | None = None
     context: str | None = None
     conversation_id: str | None = Field(default=None, max_length=64)
-    max_tokens: int = Field(default=1024, ge=1, le=32768)
-    temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+
+    def billed_text(self) -> str:
+        history = "".join(m.content for m in self.conversation_history)
+        return self.message + (self.context or "") + history
+
+    def cache_request(self) -> dict[str, Any] | None:
+        return None  # a conversation changes with every turn
+
+    def asked_temperature(self) -> float | None:
+        return self.temperature
+
+    async def run(self, services: Services) -> Answer:
+        result = await services.chat.chat(self.to_request())
+        rendered = ChatResponse.of(result).model_dump()
+        return Answer(rendered, result.prompt_tokens, result.completion_tokens, result.response)
 
     def to_request(self) -> ChatRequest:
         return ChatRequest(
@@ -137,13 +182,24 @@ class ChatResponse(BaseModel):
         )
 
 
-class CompleteBody(_Body):
+class CompleteBody(_NativeJob):
+    service: ClassVar[Service] = "completion"
+
     prefix: str
     suffix: str = ""
     language: Language = "python"
     max_completions: int = Field(default=3, ge=1, le=MAX_COMPLETIONS)
-    max_tokens: int = Field(default=64, ge=1, le=512)
+    max_tokens: int | None = Field(default=None, ge=1, le=512)
     context: str | None = None
+
+    def billed_text(self) -> str:
+        return self.prefix + self.suffix + (self.context or "")
+
+    async def run(self, services: Services) -> Answer:
+        result = await services.completion.complete(self.to_request())
+        rendered = CompleteResponse.of(result).model_dump()
+        text = "".join(s.completion for s in result.suggestions)
+        return Answer(rendered, result.prompt_tokens, result.completion_tokens, text)
 
     def to_request(self) -> CompletionRequest:
         return CompletionRequest(

@@ -1,14 +1,24 @@
-"""OpenAI's chat completions and completions bodies, as much as codey serves of them."""
+"""OpenAI's chat completions and completions bodies, as much as codey serves of them.
+
+Each request body is the gateway's Job for its route. Sampling fields left out take the
+service's defaults in the settings, as vLLM takes the model's generation config.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Literal
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from codey.backends.base import Choice, FinishReason, Generation, Message, SamplingParams
+from codey.backends.base import Choice, Delta, FinishReason, Generation, Message
+from codey.config import Service
+from codey.errors import InvalidRequest
+from codey.gateway.job import Answer, Dialect, Job
+from codey.services import Services
+from codey.services.sampling import Sampling
 
 MAX_N = 8
 
@@ -55,7 +65,9 @@ class StreamOptions(_Body):
 Stop = str | Annotated[list[str], Field(max_length=4)] | None
 
 
-class _Sampling(_Body):
+class _Sampling(_Body, Job):
+    dialect: ClassVar[Dialect] = "openai"
+
     model: str = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
@@ -75,20 +87,34 @@ class _Sampling(_Body):
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
-    def _params(self, max_tokens: int, top_logprobs: int) -> SamplingParams:
-        return SamplingParams(
+    def asked_model(self) -> str | None:
+        return self.model
+
+    def asked_temperature(self) -> float | None:
+        return self.temperature
+
+    def cache_request(self) -> dict[str, Any] | None:
+        return self.model_dump()
+
+    def _sampling(self, max_tokens: int | None, top_logprobs: int) -> Sampling:
+        return Sampling(
             max_tokens=max_tokens,
-            temperature=1.0 if self.temperature is None else self.temperature,
-            top_p=1.0 if self.top_p is None else self.top_p,
-            top_k=0,
+            temperature=self.temperature,
+            top_p=self.top_p,
             stop=self.stops,
             seed=self.seed,
             n=self.n,
             top_logprobs=top_logprobs,
         )
 
+    def _one_choice(self) -> None:
+        if self.n != 1:
+            raise InvalidRequest("Streaming returns one choice; send n = 1 or stream = false.")
+
 
 class ChatCompletionRequest(_Sampling):
+    service: ClassVar[Service] = "chat"
+
     messages: list[ChatMessageIn] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
@@ -98,16 +124,29 @@ class ChatCompletionRequest(_Sampling):
     def to_messages(self) -> list[Message]:
         return [m.to_message() for m in self.messages]
 
-    def to_sampling_params(self, default_max_tokens: int) -> SamplingParams:
-        limit = self.max_completion_tokens or self.max_tokens or default_max_tokens
+    def to_sampling(self) -> Sampling:
         top = (self.top_logprobs or 0) if self.logprobs else 0
-        return self._params(limit, top)
+        return self._sampling(self.max_completion_tokens or self.max_tokens, top)
+
+    def billed_text(self) -> str:
+        return "".join(m.content for m in self.to_messages())
+
+    async def run(self, services: Services) -> Answer:
+        generation = await services.chat.reply(self.to_messages(), self.to_sampling())
+        rendered = ChatCompletion.of(self.model, generation, logprobs=self.logprobs)
+        return _answer(rendered.model_dump(), generation)
+
+    def run_stream(self, services: Services) -> AsyncIterator[Delta]:
+        self._one_choice()
+        return services.chat.stream_reply(self.to_messages(), self.to_sampling())
 
 
 class CompletionRequest(_Sampling):
+    service: ClassVar[Service] = "completion"
+
     prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)]
     suffix: str | None = None
-    max_tokens: int = Field(default=16, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool = False
 
@@ -115,8 +154,28 @@ class CompletionRequest(_Sampling):
     def prompt_text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
-    def to_sampling_params(self) -> SamplingParams:
-        return self._params(self.max_tokens, self.logprobs or 0)
+    def to_sampling(self) -> Sampling:
+        return self._sampling(self.max_tokens, self.logprobs or 0)
+
+    def billed_text(self) -> str:
+        return self.prompt_text + (self.suffix or "")
+
+    async def run(self, services: Services) -> Answer:
+        generation = await services.completion.raw(
+            self.prompt_text, self.suffix, self.to_sampling()
+        )
+        echo = self.prompt_text if self.echo else ""
+        rendered = Completion.of(self.model, generation, echo, logprobs=self.logprobs is not None)
+        return _answer(rendered.model_dump(), generation)
+
+    def run_stream(self, services: Services) -> AsyncIterator[Delta]:
+        self._one_choice()
+        return services.completion.stream_raw(self.prompt_text, self.suffix, self.to_sampling())
+
+
+def _answer(rendered: dict[str, Any], generation: Generation) -> Answer:
+    text = "".join(c.text for c in generation.choices)
+    return Answer(rendered, generation.prompt_tokens, generation.completion_tokens, text)
 
 
 # Responses -------------------------------------------------------------------------------

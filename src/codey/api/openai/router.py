@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from codey.api.calls import metered, new_call, principal, serve
+from codey.api.calls import principal, serve, stream
 from codey.api.errors import error_body, from_codey
-from codey.api.models import require_model
+from codey.api.models import resolve_model
 from codey.api.openai.protocol import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -24,19 +24,14 @@ from codey.api.openai.protocol import (
     new_id,
     now,
 )
-from codey.backends.base import ChatPrompt, Choice, Delta, Generation, TextPrompt
+from codey.backends.base import ChatPrompt, Choice, Delta, TextPrompt
 from codey.errors import CodeyError, InvalidRequest
 from codey.gateway.auth import Principal
-from codey.gateway.pipeline import Answer, Call
 from codey.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 tokenizer = APIRouter(tags=["openai"])
 Caller = Annotated[Principal, Depends(principal)]
-
-
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
 
 
 @router.get("/models")
@@ -56,11 +51,10 @@ async def list_models(request: Request) -> dict[str, object]:
 async def tokenize(body: TokenizeRequest, request: Request, who: Caller) -> TokenizeResponse:
     """Count a prompt's tokens as vLLM's /tokenize does, so that another codey in front of
     this one can fit conversations to the window."""
-    require_model(request, body.model)
     if (body.prompt is None) == (body.messages is None):
         raise InvalidRequest("Send either prompt or messages.")
-    runtime = _runtime(request)
-    backend = runtime.chat_on(body.model).backend
+    runtime: Runtime = request.app.state.runtime
+    backend = runtime.routers[resolve_model(request, "chat", body.model)]
     if body.messages is not None:
         count = await backend.count_tokens(ChatPrompt([m.to_message() for m in body.messages]))
     else:
@@ -73,31 +67,9 @@ async def chat_completions(
     body: ChatCompletionRequest, request: Request, who: Caller
 ) -> JSONResponse | StreamingResponse:
     """Chat with the model; `stream: true` sends chunks as server-sent events."""
-    require_model(request, body.model)
-    runtime = _runtime(request)
-    messages = body.to_messages()
-    params = body.to_sampling_params(runtime.settings.chat.max_tokens)
-    call = new_call(
-        request,
-        who,
-        "chat",
-        "openai",
-        body.model,
-        input_text="".join(m.content for m in messages),
-        cache_request=None if body.stream else body.model_dump(),
-        deterministic=params.temperature == 0,
-    )
     if body.stream:
-        _require_single(body.n)
-        stream = runtime.chat_on(body.model).stream_reply(messages, params)
-        return await _sse(request, call, stream, _chat_chunker(body), body.include_usage)
-
-    async def work() -> Answer:
-        generation = await runtime.chat_on(body.model).reply(messages, params)
-        rendered = ChatCompletion.of(body.model, generation, logprobs=body.logprobs)
-        return _answer(rendered.model_dump(), generation)
-
-    return await serve(request, call, work)
+        return await _sse(request, who, body, _chat_chunker(body))
+    return await serve(request, who, body)
 
 
 @router.post("/completions", response_model=Completion)
@@ -105,42 +77,9 @@ async def completions(
     body: CompletionRequest, request: Request, who: Caller
 ) -> JSONResponse | StreamingResponse:
     """Continue a prompt, or fill in the middle when a suffix is given."""
-    require_model(request, body.model)
-    runtime = _runtime(request)
-    params = body.to_sampling_params()
-    prompt = body.prompt_text
-    call = new_call(
-        request,
-        who,
-        "completion",
-        "openai",
-        body.model,
-        input_text=prompt + (body.suffix or ""),
-        cache_request=None if body.stream else body.model_dump(),
-        deterministic=params.temperature == 0,
-    )
     if body.stream:
-        _require_single(body.n)
-        stream = runtime.completion_on(body.model).stream_raw(prompt, body.suffix, params)
-        return await _sse(request, call, stream, _completion_chunker(body), body.include_usage)
-
-    async def work() -> Answer:
-        generation = await runtime.completion_on(body.model).raw(prompt, body.suffix, params)
-        echo = prompt if body.echo else ""
-        rendered = Completion.of(body.model, generation, echo, logprobs=body.logprobs is not None)
-        return _answer(rendered.model_dump(), generation)
-
-    return await serve(request, call, work)
-
-
-def _answer(rendered: dict[str, Any], generation: Generation) -> Answer:
-    text = "".join(c.text for c in generation.choices)
-    return Answer(rendered, generation.prompt_tokens, generation.completion_tokens, text)
-
-
-def _require_single(n: int) -> None:
-    if n != 1:
-        raise InvalidRequest("Streaming returns one choice; send n = 1 or stream = false.")
+        return await _sse(request, who, body, _completion_chunker(body))
+    return await serve(request, who, body)
 
 
 Chunker = Callable[[Delta, bool], dict[str, object]]
@@ -194,12 +133,11 @@ def _completion_chunker(body: CompletionRequest) -> Chunker:
 
 async def _sse(
     request: Request,
-    call: Call,
-    stream: AsyncIterator[Delta],
+    who: Principal,
+    body: ChatCompletionRequest | CompletionRequest,
     chunk: Chunker,
-    include_usage: bool,
 ) -> StreamingResponse:
-    deltas = await metered(request, call, stream)
+    deltas = await stream(request, who, body)
 
     async def events() -> AsyncIterator[str]:
         last: Delta | None = None
@@ -213,7 +151,7 @@ async def _sse(
             yield f"data: {json.dumps(error_body(from_codey(exc, 0), 'openai'))}\n\n"
             yield "data: [DONE]\n\n"
             return
-        if include_usage and last is not None:
+        if body.include_usage and last is not None:
             usage = {
                 "prompt_tokens": last.prompt_tokens,
                 "completion_tokens": last.completion_tokens,

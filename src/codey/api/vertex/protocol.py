@@ -1,25 +1,35 @@
-"""Vertex AI Codey request and response shapes (code-bison, codechat-bison, code-gecko).
+"""Vertex AI Codey request and response shapes (code-bison, codechat-bison, code-gecko), and
+the jobs they become: one per model family.
 
 Google's own clients send integers as floats (64.0), `maxDecodeSteps` for `maxOutputTokens`, and,
 for streaming, every value wrapped as a Tensor ({"stringVal": ["..."]}); all are accepted.
+Parameters left out take the service's defaults, within Codey's published output limits.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from abc import abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from codey.backends.base import Message
+from codey.backends.base import Delta, Message
+from codey.config import SamplingDefaults, Service
+from codey.errors import InvalidRequest
+from codey.gateway.job import Answer, Dialect, Job
 from codey.gateway.pricing import billable_characters
+from codey.services import Services
+from codey.services.chat import system_prompt
+from codey.services.completion import CompletionRequest
+from codey.services.generation import GenerationRequest
+from codey.services.sampling import Sampling
 
 ModelFamily = Literal["code-bison", "codechat-bison", "code-gecko"]
 
-# Codey's published limits, kept as codey's defaults for these model names.
+# Codey's published limits for these model names.
 MAX_OUTPUT_TOKENS: dict[ModelFamily, int] = {
-    "code-bison": 1024, "codechat-bison": 1024, "code-gecko": 64,
-}  # fmt: skip
-DEFAULT_OUTPUT_TOKENS: dict[ModelFamily, int] = {
     "code-bison": 1024, "codechat-bison": 1024, "code-gecko": 64,
 }  # fmt: skip
 MAX_CANDIDATES = 4
@@ -191,3 +201,196 @@ class StreamingPredictRequest(_Body):
         return PredictRequest.model_validate(
             {"instances": [from_tensor(self.inputs[0])], "parameters": parameters or {}}
         )
+
+
+# Jobs: one per family ---------------------------------------------------------------------
+
+Predictions = tuple[list[dict[str, Any]], int, int]
+M = TypeVar("M", bound=BaseModel)
+
+
+class VertexJob(Job):
+    """One instance of a predict request, for one model family."""
+
+    dialect: ClassVar[Dialect] = "vertex"
+    family: ClassVar[ModelFamily]
+
+    def __init__(self, body: PredictRequest, resource: str) -> None:
+        self.body = body
+        self.parameters = body.parameters
+        self.resource = resource
+        """projects/{p}/locations/{l}/publishers/google/models/{model}, as called."""
+        limit = MAX_OUTPUT_TOKENS[self.family]
+        asked = body.parameters.max_output_tokens
+        if asked is not None and asked > limit:
+            raise InvalidRequest(
+                f"maxOutputTokens is {asked}; {self.family} allows at most {limit}."
+            )
+
+    def max_tokens(self, defaults: SamplingDefaults) -> int:
+        """What the caller asked for, else the service's default within Codey's limit."""
+        asked = self.parameters.max_output_tokens
+        return asked or min(defaults.max_tokens, MAX_OUTPUT_TOKENS[self.family])
+
+    def cache_request(self) -> dict[str, Any] | None:
+        # The answer names the model as called, so the key does too.
+        return {"resource": self.resource, **self.body.model_dump()}
+
+    def asked_temperature(self) -> float | None:
+        return self.parameters.temperature
+
+    @abstractmethod
+    async def predict(self, services: Services) -> Predictions:
+        """The family's predictions, with the prompt and completion tokens they took."""
+
+    async def run(self, services: Services) -> Answer:
+        predictions, prompt_tokens, completion_tokens = await self.predict(services)
+        text_out = _contents(predictions)
+        rendered = {
+            "predictions": predictions,
+            "metadata": token_metadata(
+                prompt_tokens, completion_tokens, self.billed_text(), text_out
+            ),
+            "model": self.resource,
+        }
+        return Answer(rendered, prompt_tokens, completion_tokens, text_out)
+
+    @staticmethod
+    def prediction(text: str) -> dict[str, Any]:
+        """A streamed piece of the answer in the family's prediction shape."""
+        return text_prediction(text)
+
+
+class CodeBisonJob(VertexJob):
+    service: ClassVar[Service] = "generation"
+    family: ClassVar[ModelFamily] = "code-bison"
+
+    def __init__(self, body: PredictRequest, resource: str) -> None:
+        super().__init__(body, resource)
+        self.instance = _parse(CodeInstance, body.instances[0])
+
+    def billed_text(self) -> str:
+        return self.instance.prefix
+
+    def request(self, services: Services) -> GenerationRequest:
+        p = self.parameters
+        return GenerationRequest(
+            self.instance.prefix,
+            language="",
+            max_tokens=self.max_tokens(services.generation.defaults),
+            temperature=p.temperature,
+            top_p=p.top_p,
+            top_k=p.top_k,
+        )
+
+    async def predict(self, services: Services) -> Predictions:
+        request = self.request(services)
+        results = await services.generation.candidates(request, self.parameters.candidate_count)
+        predictions = [text_prediction(r.answer, r.confidence) for r in results]
+        completion_tokens = sum(r.completion_tokens for r in results)
+        return predictions, results[-1].prompt_tokens, completion_tokens
+
+    def run_stream(self, services: Services) -> AsyncIterator[Delta]:
+        return services.generation.stream(self.request(services))
+
+
+class CodeGeckoJob(VertexJob):
+    service: ClassVar[Service] = "completion"
+    family: ClassVar[ModelFamily] = "code-gecko"
+
+    def __init__(self, body: PredictRequest, resource: str) -> None:
+        super().__init__(body, resource)
+        self.instance = _parse(CodeInstance, body.instances[0])
+
+    def billed_text(self) -> str:
+        return self.instance.prefix + (self.instance.suffix or "")
+
+    async def predict(self, services: Services) -> Predictions:
+        request = CompletionRequest(
+            self.instance.prefix,
+            self.instance.suffix or "",
+            language="",
+            max_completions=self.parameters.candidate_count,
+            max_tokens=self.max_tokens(services.completion.defaults),
+            temperature=self.parameters.temperature,
+        )
+        result = await services.completion.complete(request)
+        predictions = [text_prediction(s.completion, s.confidence) for s in result.suggestions] or [
+            text_prediction("", 0.0)
+        ]
+        return predictions, result.prompt_tokens, result.completion_tokens
+
+    async def run_stream(self, services: Services) -> AsyncIterator[Delta]:
+        # Suggestions need their whole text to be post-processed: one chunk.
+        predictions, prompt_tokens, completion_tokens = await self.predict(services)
+        yield Delta(
+            predictions[0]["content"],
+            finish_reason="stop",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+
+
+class CodeChatBisonJob(VertexJob):
+    service: ClassVar[Service] = "chat"
+    family: ClassVar[ModelFamily] = "codechat-bison"
+
+    def __init__(self, body: PredictRequest, resource: str) -> None:
+        super().__init__(body, resource)
+        chat = _parse(ChatInstance, body.instances[0])
+        if chat.messages[-1].author != "user":
+            raise InvalidRequest("The last message must come from the user (author 'user').")
+        self.messages = chat.to_messages(system_prompt(None, chat.context))
+
+    def billed_text(self) -> str:
+        return "".join(m.content for m in self.messages[1:])
+
+    def sampling(self, services: Services, n: int) -> Sampling:
+        p = self.parameters
+        return Sampling(
+            max_tokens=self.max_tokens(services.chat.defaults),
+            temperature=p.temperature,
+            top_p=p.top_p,
+            top_k=p.top_k,
+            stop=tuple(p.stop_sequences),
+            n=n,
+        )
+
+    async def predict(self, services: Services) -> Predictions:
+        sampling = self.sampling(services, self.parameters.candidate_count)
+        generation = await services.chat.reply(self.messages, sampling)
+        contents = [c.text.strip() for c in generation.choices]
+        return [chat_prediction(contents)], generation.prompt_tokens, generation.completion_tokens
+
+    def run_stream(self, services: Services) -> AsyncIterator[Delta]:
+        return services.chat.stream_reply(self.messages, self.sampling(services, 1))
+
+    @staticmethod
+    def prediction(text: str) -> dict[str, Any]:
+        return chat_prediction([text])
+
+
+JOBS: dict[ModelFamily, type[VertexJob]] = {
+    "code-bison": CodeBisonJob,
+    "code-gecko": CodeGeckoJob,
+    "codechat-bison": CodeChatBisonJob,
+}
+
+
+def _parse(model: type[M], data: dict[str, Any]) -> M:
+    """An instance, validated; its errors located in the request body."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("instances", 0, *e["loc"])} for e in exc.errors()]
+        ) from exc
+
+
+def _contents(predictions: list[dict[str, Any]]) -> str:
+    parts = []
+    for prediction in predictions:
+        if "content" in prediction:
+            parts.append(prediction["content"])
+        parts += [c["content"] for c in prediction.get("candidates", [])]
+    return "".join(parts)
