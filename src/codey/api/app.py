@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from codey import __version__
-from codey.api import health, observability
+from codey.api import health, observability, openapi
 from codey.api.errors import HttpError, dialect_of, from_codey, from_validation, render
 from codey.api.limits import BodyLimit
 from codey.api.models import served_names
@@ -85,7 +85,9 @@ def create_app(
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         kind = _HTTP_KINDS.get(exc.status_code, "http_error")
         error = HttpError(exc.status_code, kind, str(exc.detail))
-        return render(error, dialect_of(request.url.path))
+        response = render(error, dialect_of(request.url.path))
+        response.headers.update(exc.headers or {})  # such as Allow with a 405
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -99,4 +101,5 @@ def create_app(
     app.include_router(openai_router)
     app.include_router(tokenizer)
     app.include_router(vertex_router)
+    openapi.install(app)
     return app

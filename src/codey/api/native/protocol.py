@@ -24,7 +24,7 @@ Language = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # false is not 0
 
 
 class _NativeJob(_Body, Job):
@@ -183,6 +183,15 @@ class ChatResponse(BaseModel):
 
 
 class CompleteBody(_NativeJob):
+    # The cursor needs code on at least one side of it.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"prefix": {"pattern": r"\S"}}},
+                {"required": ["suffix"], "properties": {"suffix": {"pattern": r"\S"}}},
+            ]
+        },
+    )
     service: ClassVar[Service] = "completion"
 
     prefix: str

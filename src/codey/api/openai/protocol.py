@@ -25,7 +25,7 @@ MAX_N = 8
 
 class _Body(BaseModel):
     # Clients send fields codey has no use for (user, presence_penalty, ...); ignore them.
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)  # false is not 0
 
 
 class TextPart(BaseModel):
@@ -47,6 +47,15 @@ class ChatMessageIn(_Body):
 
 class TokenizeRequest(_Body):
     """vLLM's /tokenize body: a prompt, or chat messages rendered through the template."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+                {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
+            ]
+        },
+    )
 
     model: str = Field(min_length=1)
     prompt: str | None = None

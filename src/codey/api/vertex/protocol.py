@@ -197,10 +197,22 @@ class StreamingPredictRequest(_Body):
     parameters: dict[str, Any] | None = None
 
     def unwrap(self) -> PredictRequest:
+        """The predict request the tensors carry; what does not fit one is located in `inputs`
+        or `parameters` of this body."""
         parameters = from_tensor(self.parameters) if self.parameters else {}
-        return PredictRequest.model_validate(
-            {"instances": [from_tensor(self.inputs[0])], "parameters": parameters or {}}
-        )
+        instance = from_tensor(self.inputs[0])
+        try:
+            return PredictRequest.model_validate(
+                {"instances": [instance], "parameters": parameters or {}}
+            )
+        except ValidationError as exc:
+            where = {"instances": "inputs", "parameters": "parameters"}
+            raise RequestValidationError(
+                [
+                    {**e, "loc": (where.get(str(e["loc"][0]), "inputs"), *e["loc"][1:])}
+                    for e in exc.errors()
+                ]
+            ) from exc
 
 
 # Jobs: one per family ---------------------------------------------------------------------

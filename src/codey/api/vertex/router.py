@@ -87,6 +87,7 @@ async def server_streaming_predict(
 ) -> StreamingResponse:
     """The same three families, streamed as a JSON array of responses, as the REST
     transport of Google's clients reads it."""
+    _family(model)  # an unknown model is a 404 whatever the body holds
     job = _job(project, location, model, body.unwrap())
     deltas = await stream(request, who, job)
 
