@@ -1,4 +1,5 @@
-"""Shared fixtures. The real embedded model is loaded once per test session."""
+"""Shared fixtures. The real embedded model is loaded once per test session, when a test asks
+for it; `fake_runtime` runs the services on the scripted fake (tests/fake_script.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from codey.backends.llamacpp import LlamaCppBackend
 from codey.config import Settings, load_settings
 from codey.runtime import Runtime
+from tests.fake_script import CONTEXT_LENGTH, write_script
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +44,21 @@ async def runtime(settings: Settings, backend: LlamaCppBackend) -> AsyncIterator
     runtime = Runtime.start(settings, backend=backend)
     yield runtime
     runtime.database.close()
+
+
+@pytest.fixture(scope="session")
+async def fake_runtime(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Runtime]:
+    """A runtime whose one model is the fake, answering from the suite's script."""
+    tmp = tmp_path_factory.mktemp("fake-runtime")
+    script = write_script(tmp / "script.json")
+    deployment = {"backend": "fake", "url": str(script), "context_length": CONTEXT_LENGTH}
+    settings = load_settings(
+        models={"scripted": {"deployments": [deployment]}},
+        store={"sqlite_path": tmp / "codey.db"},
+    )
+    runtime = Runtime.start(settings)
+    yield runtime
+    await runtime.close()
 
 
 @pytest.fixture

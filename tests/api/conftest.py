@@ -1,4 +1,5 @@
-"""A real `codey serve` process on loopback, shared by the API tests."""
+"""Real `codey serve` processes on loopback, shared by the API tests: `fake_server` on the
+scripted fake (most tests), `server` on the real embedded model (the few that need it)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.fake_script import fake_config, write_script
 
 
 def free_port() -> int:
@@ -88,4 +91,22 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture
 def client(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=300) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def fake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`codey serve` on two fakes reading tests/fake_script.py: "scripted", which every service
+    runs on, and "narrow", one request in flight at a time (a held slot shows as a 503)."""
+    tmp = tmp_path_factory.mktemp("fake-server")
+    script = write_script(tmp / "script.json")
+    config = fake_config(tmp / "codey.toml", script, scripted="", narrow="max_concurrency = 1")
+    server = start_server(tmp, CODEY_CONFIG=str(config))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_client(fake_server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=fake_server.url, timeout=60) as client:
         yield client

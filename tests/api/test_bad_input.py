@@ -1,13 +1,19 @@
-"""Every class of bad input, in every dialect: a precise status and message, never a 500."""
+"""Every class of bad input, in every dialect: a precise status and message, never a 500.
+On the shared fake server: none of it needs a model."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
+from codey.backends.fake import tokens_of
+from tests.fake_script import CONTEXT_LENGTH
+
 NATIVE = "/api/v1/codey"
 VERTEX = "/v1/projects/p/locations/l/publishers/google/models"
-TOO_LONG = "x = 1\n" * 5000  # about 25,000 tokens against a 4,096-token window
+TOO_LONG = "x = 1\n" * 5000
+TOO_LONG_TOKENS = len(tokens_of(TOO_LONG))  # the fake's count, far over its window
+WINDOW = str(CONTEXT_LENGTH)
 
 # (path, body, status, words the message must contain)
 CASES: list[tuple[str, object, int, list[str]]] = [
@@ -40,10 +46,10 @@ CASES: list[tuple[str, object, int, list[str]]] = [
      {"instances": [{"prefix": "x"}], "parameters": {"candidateCount": 9}}, 400,
      ["candidateCount"]),
     # the prompt does not fit the context window: both lengths are given
-    (f"{NATIVE}/generate", {"prompt": TOO_LONG, "max_tokens": 10}, 400, ["4096", "tokens"]),
+    (f"{NATIVE}/generate", {"prompt": TOO_LONG, "max_tokens": 10}, 400, [WINDOW, "tokens"]),
     ("/v1/completions", {"model": "codey", "prompt": TOO_LONG, "max_tokens": 10}, 400,
-     ["25000", "4096"]),
-    (f"{VERTEX}/code-gecko:predict", {"instances": [{"prefix": TOO_LONG}]}, 400, ["4096"]),
+     [str(TOO_LONG_TOKENS), WINDOW]),
+    (f"{VERTEX}/code-gecko:predict", {"instances": [{"prefix": TOO_LONG}]}, 400, [WINDOW]),
 ]  # fmt: skip
 
 
@@ -55,9 +61,9 @@ def _message(body: dict[str, object]) -> str:
 
 @pytest.mark.parametrize(("path", "body", "status", "words"), CASES)
 def test_bad_input(
-    client: httpx.Client, path: str, body: object, status: int, words: list[str]
+    fake_client: httpx.Client, path: str, body: object, status: int, words: list[str]
 ) -> None:
-    response = client.post(path, json=body)
+    response = fake_client.post(path, json=body)
     assert response.status_code == status, response.text
     message = _message(response.json())
     for word in words:
@@ -72,13 +78,13 @@ def test_bad_input(
         (f"{VERTEX}/code-bison:predict", "vertex"),
     ],
 )
-def test_malformed_json_and_wrong_types(client: httpx.Client, path: str, shape: str) -> None:
-    broken = client.post(
+def test_malformed_json_and_wrong_types(fake_client: httpx.Client, path: str, shape: str) -> None:
+    broken = fake_client.post(
         path, content=b'{"prompt": "x",', headers={"content-type": "application/json"}
     )
     assert broken.status_code == 400
     assert "not valid JSON" in _message(broken.json())
-    wrong = client.post(path, json=["not", "an", "object"])
+    wrong = fake_client.post(path, json=["not", "an", "object"])
     assert wrong.status_code == 400
     error = wrong.json()["error"]
     if shape == "vertex":
@@ -92,33 +98,33 @@ def test_malformed_json_and_wrong_types(client: httpx.Client, path: str, shape: 
 @pytest.mark.parametrize(
     "path", [f"{NATIVE}/generate", "/v1/completions", f"{VERTEX}/code-gecko:predict"]
 )
-def test_a_body_over_the_limit_is_413(client: httpx.Client, path: str) -> None:
-    response = client.post(path, json={"prompt": "x" * 2_000_000})
+def test_a_body_over_the_limit_is_413(fake_client: httpx.Client, path: str) -> None:
+    response = fake_client.post(path, json={"prompt": "x" * 2_000_000})
     assert response.status_code == 413
     assert "1,048,576 bytes" in _message(response.json())
 
 
-def test_a_chunked_body_over_the_limit_is_413(client: httpx.Client) -> None:
+def test_a_chunked_body_over_the_limit_is_413(fake_client: httpx.Client) -> None:
     def chunks():  # type: ignore[no-untyped-def]
         yield b'{"prompt": "'
         for _ in range(40):
             yield b"x" * 50_000
         yield b'"}'
 
-    response = client.post(
+    response = fake_client.post(
         f"{NATIVE}/generate", content=chunks(), headers={"content-type": "application/json"}
     )
     assert response.status_code == 413
 
 
-def test_unknown_routes_and_methods_use_the_dialect_shape(client: httpx.Client) -> None:
-    assert client.get("/v1/nothing").json()["error"]["type"] == "invalid_request_error"
-    assert client.get(f"{NATIVE}/generate").status_code == 405
-    missing = client.post("/v1/projects/p/locations/l/publishers/google/models/x:explain")
+def test_unknown_routes_and_methods_use_the_dialect_shape(fake_client: httpx.Client) -> None:
+    assert fake_client.get("/v1/nothing").json()["error"]["type"] == "invalid_request_error"
+    assert fake_client.get(f"{NATIVE}/generate").status_code == 405
+    missing = fake_client.post("/v1/projects/p/locations/l/publishers/google/models/x:explain")
     assert missing.json()["error"]["status"] == "NOT_FOUND"
 
 
-def test_an_unknown_conversation_is_404(client: httpx.Client) -> None:
-    response = client.post(f"{NATIVE}/chat", json={"message": "hi", "conversation_id": "nope"})
+def test_an_unknown_conversation_is_404(fake_client: httpx.Client) -> None:
+    response = fake_client.post(f"{NATIVE}/chat", json={"message": "hi", "conversation_id": "nope"})
     assert response.status_code == 404
     assert "nope" in _message(response.json())

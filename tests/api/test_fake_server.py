@@ -1,12 +1,12 @@
-"""A real `codey serve` on the scripted backend: the three dialects, the gateway and the
-services, end to end in seconds and without the model."""
+"""A real `codey serve` on the scripted backend (the shared `fake_server`): the three dialects,
+the gateway and the services, end to end in seconds and without the model. The prompts here
+match no rule of tests/fake_script.py, so the fake gives its default answers."""
 
 from __future__ import annotations
 
 import ast
 import math
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,30 +14,13 @@ import openai
 import pytest
 
 from codey.backends.fake import logprob_of, tokens_of
-from tests.api.conftest import Server, start_server
+from tests.api.conftest import Server
 
-CONFIG = """
-[models.scripted]
-[[models.scripted.deployments]]
-name = "fake"
-backend = "fake"
-context_length = 8192
-"""
 CODE = "def answer():\n    return 42"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("fake-server")
-    config = tmp / "codey.toml"
-    config.write_text(CONFIG)
-    server = start_server(tmp, CODEY_CONFIG=str(config))
-    yield server
-    server.stop()  # `client` (tests/api/conftest.py) talks to this server
-
-
-def test_generate_extracts_the_scripted_code_with_its_confidence(client: httpx.Client) -> None:
-    body = client.post("/api/v1/codey/generate", json={"prompt": "a function"}).json()
+def test_generate_extracts_the_scripted_code_with_its_confidence(fake_client: httpx.Client) -> None:
+    body = fake_client.post("/api/v1/codey/generate", json={"prompt": "a function"}).json()
     assert body["success"] is True and body["generated_code"] == CODE, body
     ast.parse(body["generated_code"])
     # the confidence of the code's own tokens, as the fake scored them
@@ -52,8 +35,8 @@ def test_generate_extracts_the_scripted_code_with_its_confidence(client: httpx.C
     assert body["usage_stats"]["completion_tokens"] == len(pieces)
 
 
-def test_the_openai_sdk_streams_chat_with_usage(server: Server) -> None:
-    sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+def test_the_openai_sdk_streams_chat_with_usage(fake_server: Server) -> None:
+    sdk = openai.OpenAI(base_url=f"{fake_server.url}/v1", api_key="unused")
     chunks = list(
         sdk.chat.completions.create(
             model="scripted",
@@ -67,13 +50,13 @@ def test_the_openai_sdk_streams_chat_with_usage(server: Server) -> None:
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
 
 
-def test_completion_and_vertex_gecko_fill_the_hole(client: httpx.Client) -> None:
-    body = client.post(
+def test_completion_and_vertex_gecko_fill_the_hole(fake_client: httpx.Client) -> None:
+    body = fake_client.post(
         "/api/v1/codey/complete", json={"prefix": "def f():\n    ", "suffix": "\n"}
     ).json()
     assert body["suggestions"][0]["completion"] == "return 42"
     assert body["suggestions"][0]["type"] == "return"
-    gecko = client.post(
+    gecko = fake_client.post(
         "/v1/projects/p/locations/us-central1/publishers/google/models/code-gecko@002:predict",
         json={"instances": [{"prefix": "def f():\n    ", "suffix": "\n"}]},
     ).json()
@@ -82,22 +65,23 @@ def test_completion_and_vertex_gecko_fill_the_hole(client: httpx.Client) -> None
 
 
 def test_the_ledger_and_the_models_list_name_the_deployment(
-    server: Server, client: httpx.Client
+    fake_server: Server, fake_client: httpx.Client
 ) -> None:
-    assert client.get("/v1/models").json()["data"][0]["id"] == "scripted"
-    ready = client.get("/readyz").json()
+    assert fake_client.get("/v1/models").json()["data"][0]["id"] == "scripted"
+    ready = fake_client.get("/readyz").json()
     assert ready["status"] == "ready" and "engine" not in ready
-    stats = client.get("/api/v1/codey/stats").json()
+    stats = fake_client.get("/api/v1/codey/stats").json()
     assert stats["engine"] is None
     assert stats["deployments"][0]["backend"] == "fake"
     assert stats["deployments"][0]["state"] == "ready"
-    rows = sqlite_rows(Path(server.log).parent / "codey.db")
+    rows = sqlite_rows(Path(fake_server.log).parent / "codey.db")
     assert rows and {backend for backend, _ in rows} <= {"fake", "cache"}
 
 
 def sqlite_rows(path: Path) -> list[tuple[str, str]]:
     db = sqlite3.connect(path)
     try:
-        return list(db.execute("SELECT backend, deployment FROM ledger"))
+        # the shared server also logs refused requests, which no backend saw
+        return list(db.execute("SELECT backend, deployment FROM ledger WHERE status = 200"))
     finally:
         db.close()

@@ -15,8 +15,6 @@ from tests.api.conftest import Server, start_server
 from tests.backends.fake_vertex import FakeVertex, Reply
 from tests.backends.test_vertex_backend import LOCATION, MODEL, PROJECT, _key_file, _pem
 
-pytestmark = pytest.mark.model
-
 
 @pytest.fixture(scope="module")
 def vertex() -> Iterator[FakeVertex]:

@@ -1,17 +1,15 @@
-"""The native dialect through a real server, with httpx as the client."""
+"""The native dialect through a real server on the scripted fake (tests/fake_script.py), with
+httpx as the client."""
 
 from __future__ import annotations
 
 import ast
 
 import httpx
-import pytest
-
-pytestmark = pytest.mark.model
 
 
-def test_generate(client: httpx.Client) -> None:
-    response = client.post(
+def test_generate(fake_client: httpx.Client) -> None:
+    response = fake_client.post(
         "/api/v1/codey/generate",
         json={
             "prompt": "a function that reverses a string",
@@ -24,6 +22,7 @@ def test_generate(client: httpx.Client) -> None:
     assert body["success"] is True
     tree = ast.parse(body["generated_code"])
     assert any(isinstance(node, ast.FunctionDef) for node in tree.body)
+    assert "[::-1]" in body["generated_code"]  # the scripted answer to this prompt
     assert body["language"] == "python"
     assert 0 < body["confidence"] <= 1
     assert body["cached"] is False
@@ -32,12 +31,12 @@ def test_generate(client: httpx.Client) -> None:
     assert body["execution_time_ms"] > 0
 
 
-def test_chat_keeps_the_conversation(client: httpx.Client) -> None:
-    first = client.post(
+def test_chat_keeps_the_conversation(fake_client: httpx.Client) -> None:
+    first = fake_client.post(
         "/api/v1/codey/chat",
         json={"message": "My name is Ada.", "max_tokens": 24, "temperature": 0},
     ).json()
-    second = client.post(
+    second = fake_client.post(
         "/api/v1/codey/chat",
         json={
             "message": "What is my name?",
@@ -51,8 +50,8 @@ def test_chat_keeps_the_conversation(client: httpx.Client) -> None:
     assert second.json()["conversation_id"] == first["conversation_id"]
 
 
-def test_chat_with_history_from_the_client(client: httpx.Client) -> None:
-    response = client.post(
+def test_chat_with_history_from_the_client(fake_client: httpx.Client) -> None:
+    response = fake_client.post(
         "/api/v1/codey/chat",
         json={
             "message": "What is my name?",
@@ -68,8 +67,8 @@ def test_chat_with_history_from_the_client(client: httpx.Client) -> None:
     assert "Grace" in response.json()["response"]
 
 
-def test_complete(client: httpx.Client) -> None:
-    response = client.post(
+def test_complete(fake_client: httpx.Client) -> None:
+    response = fake_client.post(
         "/api/v1/codey/complete",
         json={
             "prefix": "def area(r):\n    ",
@@ -85,20 +84,20 @@ def test_complete(client: httpx.Client) -> None:
     assert response.json()["tokens_used"] > 0
 
 
-def test_usage_counts_requests_since_start(client: httpx.Client) -> None:
-    before = client.get("/api/v1/codey/usage").json()["services"]["completion"]["requests"]
-    client.post(
+def test_usage_counts_requests_since_start(fake_client: httpx.Client) -> None:
+    before = fake_client.get("/api/v1/codey/usage").json()["services"]["completion"]["requests"]
+    fake_client.post(
         "/api/v1/codey/complete", json={"prefix": "x = ", "max_completions": 1, "max_tokens": 4}
     )
-    after = client.get("/api/v1/codey/usage").json()["services"]["completion"]
+    after = fake_client.get("/api/v1/codey/usage").json()["services"]["completion"]
     assert after["requests"] == before + 1
     assert after["prompt_tokens"] > 0
 
 
-def test_health_and_openapi(client: httpx.Client) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json()["status"] == "ready"
-    spec = client.get("/openapi.json").json()
+def test_health_and_openapi(fake_client: httpx.Client) -> None:
+    assert fake_client.get("/healthz").json() == {"status": "ok"}
+    assert fake_client.get("/readyz").json()["status"] == "ready"
+    spec = fake_client.get("/openapi.json").json()
     for path in (
         "/api/v1/codey/generate",
         "/api/v1/codey/chat",
@@ -110,4 +109,4 @@ def test_health_and_openapi(client: httpx.Client) -> None:
         assert path in spec["paths"]
     assert any(p.endswith(":predict") for p in spec["paths"])
     assert "GenerateBody" in spec["components"]["schemas"]
-    assert client.get("/docs").status_code == 200
+    assert fake_client.get("/docs").status_code == 200

@@ -1,4 +1,5 @@
-"""The OpenAI dialect through a real server, with the official openai SDK as the client."""
+"""The OpenAI dialect through a real server on the scripted fake (tests/fake_script.py), with
+the official openai SDK as the client."""
 
 from __future__ import annotations
 
@@ -9,18 +10,16 @@ import pytest
 
 from tests.api.conftest import Server
 
-pytestmark = pytest.mark.model
-
 
 @pytest.fixture
-def sdk(server: Server) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
+def sdk(fake_server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{fake_server.url}/v1", api_key="unused", max_retries=0) as client:
         yield client
 
 
 def test_models(sdk: openai.OpenAI) -> None:
     ids = [m.id for m in sdk.models.list()]
-    assert "qwen2.5-coder-0.5b-instruct" in ids and "codey" in ids
+    assert ids == ["scripted", "narrow", "codey"]  # the configured names, then the alias
 
 
 def test_chat(sdk: openai.OpenAI) -> None:
@@ -58,6 +57,8 @@ def test_chat_n_and_stop(sdk: openai.OpenAI) -> None:
     )
     assert len(response.choices) == 2
     assert all("5" not in (c.message.content or "") for c in response.choices)
+    # the count reached the model and was cut at the stop string, not just left unsaid
+    assert all((c.message.content or "").endswith("4, ") for c in response.choices)
     assert response.choices[0].message.content != response.choices[1].message.content
 
 

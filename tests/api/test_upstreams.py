@@ -1,6 +1,7 @@
-"""One codey in front of two real engines on loopback (two `codey serve` processes speaking
-the OpenAI dialect): load spreads across both, a killed engine costs no request that had not
-started streaming, its breaker opens, and it comes back when restarted. Also a misbehaving
+"""One codey in front of two engines on loopback (two `codey serve` processes on the scripted
+fake, tests/fake_script.py, speaking the OpenAI dialect): load spreads across both, a killed
+engine costs no request that had not started streaming, its breaker opens, and it comes back
+when restarted. Also a misbehaving
 upstream seen through the HTTP API: a stream cut short ends in an error event and a ledger row."""
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from codey.backends.base import ChatPrompt, InfillPrompt, Message, SamplingParams
-from codey.backends.llamacpp import LlamaCppBackend
+from codey.backends.fake import FakeBackend
 from codey.backends.openai import OpenAIBackend
 from codey.config import Deployment, ResilienceSettings
 from tests.api.conftest import Server, start_server
+from tests.fake_script import CONTEXT_LENGTH, fake_config, write_script
 from tests.fault_upstream import FaultUpstream
 
-pytestmark = pytest.mark.model
-ENGINE = "qwen2.5-coder-0.5b-instruct"
+ENGINE = "scripted"
 
 
 def front_config(path: Path, upstreams: dict[str, str], **resilience: object) -> Path:
@@ -40,11 +41,7 @@ def front_config(path: Path, upstreams: dict[str, str], **resilience: object) ->
 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
-    # One thread each: two engines share this machine's cores with the front and the tests.
-    started = {
-        name: start_server(tmp_path_factory.mktemp(name), CODEY_MODEL__THREADS="1")
-        for name in ("left", "right")
-    }
+    started = {name: start_engine(tmp_path_factory.mktemp(name)) for name in ("left", "right")}
     yield started
     for server in started.values():
         server.stop()
@@ -63,6 +60,11 @@ def front(tmp_path_factory: pytest.TempPathFactory, engines: dict[str, Server]) 
     server = start_server(tmp, CODEY_CONFIG=str(config))
     yield server
     server.stop()
+
+
+def start_engine(tmp: Path, port: int | None = None) -> Server:
+    config = fake_config(tmp / "codey.toml", write_script(tmp / "script.json"))
+    return start_server(tmp, port=port, CODEY_CONFIG=str(config))
 
 
 def ask(url: str, text: str, stream: bool = False) -> httpx.Response:
@@ -100,9 +102,8 @@ def breaker_open(front: Server, deployment: str) -> bool:
     return next(value for labels, value in gauges if labels["deployment"] == deployment) == 1.0
 
 
-async def test_the_openai_backend_speaks_to_a_real_engine(
-    engines: dict[str, Server], backend: LlamaCppBackend
-) -> None:
+async def test_the_openai_backend_speaks_to_a_codey_engine(engines: dict[str, Server]) -> None:
+    backend = FakeBackend(context_length=CONTEXT_LENGTH)  # counts as the engine's model does
     deployment = Deployment(
         name="left", backend="openai", url=f"{engines['left'].url}/v1", model_id=ENGINE
     )
@@ -110,7 +111,7 @@ async def test_the_openai_backend_speaks_to_a_real_engine(
     try:
         prompt = ChatPrompt([Message("user", "Name one sorting algorithm.")])
         assert await remote.count_tokens(prompt) == await backend.count_tokens(prompt)
-        assert remote.context_length == 4096  # learned from the engine's /tokenize
+        assert remote.context_length == CONTEXT_LENGTH  # learned from the engine's /tokenize
         params = SamplingParams(max_tokens=6, temperature=0, top_logprobs=2)
         generation = await remote.generate(prompt, params)
         choice = generation.choices[0]
@@ -124,6 +125,7 @@ async def test_the_openai_backend_speaks_to_a_real_engine(
         infill = InfillPrompt("def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n")
         filled = await remote.generate(infill, SamplingParams(max_tokens=8, temperature=0))
         assert "a" in filled.choices[0].text and filled.prompt_tokens > 0
+        assert filled.choices[0].text == "a + b"  # it reached the engine as fill-in-the-middle
     finally:
         await remote.close()
 
@@ -151,7 +153,7 @@ def test_load_spreads_a_kill_loses_nothing_and_a_restart_brings_it_back(
     failed = attempts(front)
     assert failed.get(("right", "unreachable"), 0) >= 2
 
-    engines["right"] = start_server(tmp_path, port=port, CODEY_MODEL__THREADS="1")
+    engines["right"] = start_engine(tmp_path, port=port)
     time.sleep(2.5)  # the breaker's reset time: the next call to it is the trial
     for i in range(4):
         assert ask(front.url, f"Name the colour {i}.").status_code == 200

@@ -3,14 +3,16 @@ engine's, so the layers above can be tested on it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
 
 from codey.backends.base import ChatPrompt, InfillPrompt, Message, SamplingParams, TextPrompt
-from codey.backends.fake import FakeBackend, logprob_of, tokens_of
+from codey.backends.fake import FakeBackend, Rule, logprob_of, tokens_of
 from codey.config import Deployment
 from codey.errors import ContextOverflow, InvalidRequest
 
@@ -78,3 +80,25 @@ async def test_a_script_file_decides_the_answers(tmp_path: Path) -> None:
     assert prime.choices[0].text == "is_prime = ..."
     assert fake.model_id == "scripted" and fake.context_length == 512
     assert fake.prompts == [TextPrompt("# prime numbers")]
+
+
+async def test_a_rule_can_fix_its_log_probability_and_pace_its_tokens() -> None:
+    sure = Rule("certain", "import os", logprob=-0.01)
+    slow = Rule("slow", "one two three", delay=0.05)
+    fake = FakeBackend(rules=[sure, slow])
+    certain = (await fake.generate(TextPrompt("certain"), GREEDY)).choices[0]
+    assert {t.logprob for t in certain.tokens} == {-0.01}
+    assert certain.confidence == pytest.approx(math.exp(-0.01))
+    started = time.perf_counter()
+    deltas = [d async for d in fake.stream(TextPrompt("slow"), GREEDY)]
+    assert "".join(d.text for d in deltas) == "one two three"
+    assert time.perf_counter() - started >= 3 * 0.05
+    started = time.perf_counter()
+    await fake.generate(TextPrompt("slow"), GREEDY)
+    assert time.perf_counter() - started >= 3 * 0.05
+    # a caller that gives up stops a slow answer at once
+    task = asyncio.create_task(fake.generate(TextPrompt("slow"), GREEDY))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

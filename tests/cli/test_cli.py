@@ -1,4 +1,5 @@
-"""The `codey` command as a user runs it: a new process each time, the real model."""
+"""The `codey` command as a user runs it: a new process each time, on the scripted fake
+(tests/fake_script.py) where the answer is what is tested, on the real model file otherwise."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from codey.provision.assemble import embedded_path
+from tests.fake_script import fake_config, write_script
 from tests.fault_upstream import FaultUpstream
 
 
@@ -36,35 +38,40 @@ def env(model_settings_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     return {**model_settings_env, "CODEY_STORE__SQLITE_PATH": str(tmp_path / "codey.db")}
 
 
-@pytest.mark.model
-def test_generate_returns_a_function_definition(env: dict[str, str]) -> None:
+@pytest.fixture
+def fake_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """`env` with every service on the fake."""
+    config = fake_config(tmp_path / "codey.toml", write_script(tmp_path / "script.json"))
+    return {**env, "CODEY_CONFIG": str(config)}
+
+
+def test_generate_returns_a_function_definition(fake_env: dict[str, str]) -> None:
     run = codey(
         "generate",
         "a function that tells whether a number is prime",
         "--language",
         "python",
         "--json",
-        env=env,
+        env=fake_env,
     )
     result = json.loads(run.stdout)
     tree = ast.parse(result["code"])
     assert isinstance(tree.body[0], ast.FunctionDef | ast.Import | ast.ImportFrom)
     assert any(isinstance(node, ast.FunctionDef) for node in tree.body)
+    assert "def is_prime(" in result["code"]  # the scripted answer to this prompt
     assert result["syntax"]["valid"] is True
     assert result["tokens_used"] == result["prompt_tokens"] + result["completion_tokens"]
 
 
-@pytest.mark.model
-def test_chat_remembers_across_processes(env: dict[str, str]) -> None:
-    first = json.loads(codey("chat", "-m", "My name is Ada.", "--json", env=env).stdout)
+def test_chat_remembers_across_processes(fake_env: dict[str, str]) -> None:
+    first = json.loads(codey("chat", "-m", "My name is Ada.", "--json", env=fake_env).stdout)
     conversation = first["conversation_id"]
-    second = codey("chat", "--conversation", conversation, "-m", "What is my name?", env=env)
+    second = codey("chat", "--conversation", conversation, "-m", "What is my name?", env=fake_env)
     assert "Ada" in second.stdout
     assert conversation in second.stdout
 
 
-@pytest.mark.model
-def test_complete_at_a_cursor_in_a_file(env: dict[str, str], tmp_path: Path) -> None:
+def test_complete_at_a_cursor_in_a_file(fake_env: dict[str, str], tmp_path: Path) -> None:
     source = tmp_path / "stats.py"
     source.write_text(
         "def average(values):\n"
@@ -74,17 +81,18 @@ def test_complete_at_a_cursor_in_a_file(env: dict[str, str], tmp_path: Path) -> 
         "    \n"
         "    return result\n"
     )
-    run = codey("complete", str(source), "--line", "5", "--column", "5", "--json", env=env)
+    run = codey("complete", str(source), "--line", "5", "--column", "5", "--json", env=fake_env)
     suggestions = json.loads(run.stdout)["suggestions"]
     assert suggestions
+    # the model wrote the next line again (tests/fake_script.py); only the new code is kept
+    assert suggestions[0]["completion"] == "result = total / len(values)"
     for suggestion in suggestions:
         lines = [line.strip() for line in suggestion["completion"].split("\n")]
         assert "return result" not in lines
 
 
-@pytest.mark.model
-def test_complete_with_prefix_and_suffix_prints_a_table(env: dict[str, str]) -> None:
-    run = codey("complete", "--prefix", "import numpy as ", "--suffix", "\n", env=env)
+def test_complete_with_prefix_and_suffix_prints_a_table(fake_env: dict[str, str]) -> None:
+    run = codey("complete", "--prefix", "import numpy as ", "--suffix", "\n", env=fake_env)
     assert "Suggestions" in run.stdout
     assert "np" in run.stdout
 
@@ -109,6 +117,7 @@ def test_model_info_reads_the_gguf_header(env: dict[str, str]) -> None:
     assert "Q4_K_M" in human and "qwen2" in human
 
 
+@pytest.mark.model  # it copies the real model file, all 491 MB, and hashes it five times
 def test_a_model_with_one_byte_changed_is_refused(env: dict[str, str], tmp_path: Path) -> None:
     from codey.config import load_settings
 
@@ -144,14 +153,13 @@ def test_a_bad_config_file_is_a_clear_error(env: dict[str, str], tmp_path: Path)
     assert "Traceback" not in run.stderr
 
 
-@pytest.mark.model
-def test_interactive_chat_keeps_its_history(env: dict[str, str]) -> None:
+def test_interactive_chat_keeps_its_history(fake_env: dict[str, str]) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "codey", "chat", "--json", "--max-tokens", "24"],
         input="My name is Ada.\nWhat is my name?\n\n",
         capture_output=True,
         text=True,
-        env=env,
+        env=fake_env,
         timeout=300,
     )
     assert run.returncode == 0, run.stderr

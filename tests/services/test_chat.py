@@ -1,13 +1,11 @@
-"""Chat with the real model and a real SQLite store."""
+"""Chat on the scripted fake (tests/fake_script.py) and a real SQLite store."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import pytest
 
 from codey.backends.base import ChatPrompt, Message
-from codey.backends.llamacpp import LlamaCppBackend
+from codey.backends.fake import FakeBackend
 from codey.errors import ContextOverflow, InvalidRequest, NotFound
 from codey.runtime import Runtime
 from codey.services.chat import ChatRequest, ChatService, system_prompt
@@ -15,26 +13,16 @@ from codey.store.conversations import ConversationStore
 from codey.store.sqlite import Database
 
 
-@dataclass
-class SmallWindow:
-    """The real backend seen through a smaller context window."""
-
-    inner: LlamaCppBackend
-    context_length: int
-
-    async def count_tokens(self, prompt: ChatPrompt) -> int:
-        return await self.inner.count_tokens(prompt)
-
-
 def test_the_system_prompt_sets_role_language_and_context() -> None:
     prompt = system_prompt("go", "package main uses cobra")
     assert "go" in prompt and "package main uses cobra" in prompt
 
 
-@pytest.mark.model
-async def test_a_conversation_remembers_earlier_turns(runtime: Runtime) -> None:
-    first = await runtime.chat.chat(ChatRequest("My name is Ada.", max_tokens=32, temperature=0))
-    second = await runtime.chat.chat(
+async def test_a_conversation_remembers_earlier_turns(fake_runtime: Runtime) -> None:
+    first = await fake_runtime.chat.chat(
+        ChatRequest("My name is Ada.", max_tokens=32, temperature=0)
+    )
+    second = await fake_runtime.chat.chat(
         ChatRequest(
             "What is my name?",
             conversation_id=first.conversation_id,
@@ -46,13 +34,12 @@ async def test_a_conversation_remembers_earlier_turns(runtime: Runtime) -> None:
     assert second.history_messages == 2
     assert "Ada" in second.response
     assert second.prompt_tokens > first.prompt_tokens
-    stored = runtime.chat.conversations.messages(first.conversation_id)
+    stored = fake_runtime.chat.conversations.messages(first.conversation_id)
     assert [m.role for m in stored] == ["user", "assistant", "user", "assistant"]
 
 
-@pytest.mark.model
-async def test_history_given_by_the_caller_seeds_a_new_conversation(runtime: Runtime) -> None:
-    result = await runtime.chat.chat(
+async def test_history_given_by_the_caller_seeds_a_new_conversation(fake_runtime: Runtime) -> None:
+    result = await fake_runtime.chat.chat(
         ChatRequest(
             "What is my name?",
             history=[Message("user", "My name is Grace."), Message("assistant", "Hi Grace!")],
@@ -61,12 +48,13 @@ async def test_history_given_by_the_caller_seeds_a_new_conversation(runtime: Run
         )
     )
     assert "Grace" in result.response
-    assert len(runtime.chat.conversations.messages(result.conversation_id)) == 4
+    assert len(fake_runtime.chat.conversations.messages(result.conversation_id)) == 4
 
 
 async def test_the_history_sent_is_the_newest_that_fits(
-    backend: LlamaCppBackend, tmp_path: pytest.TempPathFactory
+    tmp_path: pytest.TempPathFactory,
 ) -> None:
+    backend = FakeBackend(context_length=600)
     history = []
     for n in range(40):
         history += [
@@ -74,7 +62,7 @@ async def test_the_history_sent_is_the_newest_that_fits(
             Message("assistant", f"Noted k{n}."),
         ]
     store = ConversationStore(Database(tmp_path / "chat.db"))  # type: ignore[operator]
-    service = ChatService(SmallWindow(backend, 600), store)  # type: ignore[arg-type]
+    service = ChatService(backend, store)
     system = Message("system", system_prompt(None, None))
     question = Message("user", "What is k39?")
     window = await service._fit(system, history, question, max_tokens=200)
@@ -90,16 +78,16 @@ async def test_the_history_sent_is_the_newest_that_fits(
 
 
 async def test_a_question_too_long_for_the_window_is_refused(
-    backend: LlamaCppBackend, tmp_path: pytest.TempPathFactory
+    tmp_path: pytest.TempPathFactory,
 ) -> None:
     store = ConversationStore(Database(tmp_path / "chat.db"))  # type: ignore[operator]
-    service = ChatService(SmallWindow(backend, 600), store)  # type: ignore[arg-type]
+    service = ChatService(FakeBackend(context_length=600), store)
     with pytest.raises(ContextOverflow, match="context window is 600 tokens"):
         await service.chat(ChatRequest("explain " * 500, max_tokens=100))
 
 
-async def test_bad_chat_requests(runtime: Runtime) -> None:
+async def test_bad_chat_requests(fake_runtime: Runtime) -> None:
     with pytest.raises(InvalidRequest, match="empty"):
-        await runtime.chat.chat(ChatRequest("  "))
+        await fake_runtime.chat.chat(ChatRequest("  "))
     with pytest.raises(NotFound):
-        await runtime.chat.chat(ChatRequest("hi", conversation_id="missing"))
+        await fake_runtime.chat.chat(ChatRequest("hi", conversation_id="missing"))

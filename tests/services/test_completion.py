@@ -1,4 +1,4 @@
-"""Completion with the real model."""
+"""Completion on the scripted fake (tests/fake_script.py)."""
 
 from __future__ import annotations
 
@@ -31,9 +31,8 @@ KINDS = {
 }
 
 
-@pytest.mark.model
-async def test_cursor_on_an_empty_line_in_a_body_gets_suggestions(runtime: Runtime) -> None:
-    result = await runtime.completion.complete(
+async def test_cursor_on_an_empty_line_in_a_body_gets_suggestions(fake_runtime: Runtime) -> None:
+    result = await fake_runtime.completion.complete(
         CompletionRequest(PREFIX, SUFFIX, max_completions=3, max_tokens=32)
     )
     assert result.suggestions
@@ -44,14 +43,15 @@ async def test_cursor_on_an_empty_line_in_a_body_gets_suggestions(runtime: Runti
         assert "return result" not in [line.strip() for line in suggestion.completion.split("\n")]
         assert suggestion.kind in KINDS
         assert 0 < suggestion.confidence <= 1
+    # the model wrote the suffix's `return result` again; post-processing kept the rest
+    assert texts[0] == "result = total / len(values)"
     confidences = [s.confidence for s in result.suggestions]
     assert confidences == sorted(confidences, reverse=True)
     assert result.prompt_tokens > 0 and result.completion_tokens > 0
 
 
-@pytest.mark.model
-async def test_a_mid_line_cursor_completes_only_that_line(runtime: Runtime) -> None:
-    result = await runtime.completion.complete(
+async def test_a_mid_line_cursor_completes_only_that_line(fake_runtime: Runtime) -> None:
+    result = await fake_runtime.completion.complete(
         CompletionRequest("import numpy as ", "\n\nx = np.zeros(3)\n", max_completions=1)
     )
     assert result.suggestions[0].completion == "np"
@@ -59,27 +59,27 @@ async def test_a_mid_line_cursor_completes_only_that_line(runtime: Runtime) -> N
     assert result.suggestions[0].confidence > 0.9
 
 
-@pytest.mark.model
-async def test_the_same_request_gives_the_same_suggestions(runtime: Runtime) -> None:
+async def test_the_same_request_gives_the_same_suggestions(fake_runtime: Runtime) -> None:
     request = CompletionRequest(PREFIX, SUFFIX, max_completions=2, max_tokens=24)
-    first = await runtime.completion.complete(request)
-    second = await runtime.completion.complete(request)
+    first = await fake_runtime.completion.complete(request)
+    second = await fake_runtime.completion.complete(request)
     assert first.suggestions == second.suggestions
 
 
-@pytest.mark.model
-async def test_post_processing_can_be_switched_off_for_measurement(runtime: Runtime) -> None:
-    raw = await runtime.completion.complete(
+async def test_post_processing_can_be_switched_off_for_measurement(fake_runtime: Runtime) -> None:
+    raw = await fake_runtime.completion.complete(
         CompletionRequest(PREFIX, SUFFIX, max_completions=1, max_tokens=32, postprocess=False)
     )
-    processed = await runtime.completion.complete(
+    processed = await fake_runtime.completion.complete(
         CompletionRequest(PREFIX, SUFFIX, max_completions=1, max_tokens=32)
     )
     assert len(raw.suggestions[0].completion) >= len(processed.suggestions[0].completion)
+    assert "return result" in raw.suggestions[0].completion
+    assert "return result" not in processed.suggestions[0].completion
 
 
-async def test_bad_requests_are_refused(runtime: Runtime) -> None:
+async def test_bad_requests_are_refused(fake_runtime: Runtime) -> None:
     with pytest.raises(InvalidRequest, match="empty"):
-        await runtime.completion.complete(CompletionRequest("", "  "))
+        await fake_runtime.completion.complete(CompletionRequest("", "  "))
     with pytest.raises(InvalidRequest, match="between 1 and 5"):
-        await runtime.completion.complete(CompletionRequest("x = ", max_completions=6))
+        await fake_runtime.completion.complete(CompletionRequest("x = ", max_completions=6))

@@ -12,15 +12,19 @@ log-probabilities behave as they do with a real engine, and every figure can be 
 The first rule whose `contains` occurs in the prompt gives the answer; otherwise the answer
 depends on the prompt's shape (chat, text or fill-in-the-middle). The i-th answer of n opens
 with "# i" so that n answers are distinct. Each token's log-probability is scripted from its
-text and position (crc32), the same in every process.
+text and position (crc32), the same in every process. A rule may also fix its tokens'
+log-probability ("logprob": a certain or an unsure answer) and wait before each token
+("delay", seconds: a slow answer that holds its deployment, as a long decode does).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import zlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from codey.backends.base import (
@@ -48,6 +52,18 @@ DEFAULTS = {
 }
 
 
+@dataclass(frozen=True)
+class Rule:
+    """An answer for prompts that contain `contains`."""
+
+    contains: str
+    answer: str
+    logprob: float | None = None
+    """Every token's log-probability; None scripts each from its text and position."""
+    delay: float = 0.0
+    """Seconds before each token."""
+
+
 def tokens_of(text: str) -> list[str]:
     """The fake's tokenizer; the pieces always spell the text."""
     return _TOKEN.findall(text)
@@ -64,7 +80,7 @@ class FakeBackend(Backend):
     def __init__(
         self,
         model_id: str = "fake",
-        rules: list[tuple[str, str]] | None = None,
+        rules: list[Rule] | None = None,
         context_length: int = 4096,
     ) -> None:
         self.model_id = model_id
@@ -75,10 +91,10 @@ class FakeBackend(Backend):
 
     @classmethod
     def from_deployment(cls, deployment: Deployment) -> FakeBackend:
-        rules = []
+        rules: list[Rule] = []
         if deployment.url:
             script = json.loads(Path(deployment.url).read_text())
-            rules = [(r["contains"], r["answer"]) for r in script.get("rules", [])]
+            rules = [Rule(**rule) for rule in script.get("rules", [])]
         return cls(deployment.model_id or "fake", rules, deployment.context_length or 4096)
 
     @property
@@ -90,13 +106,19 @@ class FakeBackend(Backend):
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> Generation:
         prompt_tokens = self._admit(prompt, params)
+        rule = self._rule(prompt)
         choices = [self._choice(prompt, params, i) for i in range(params.n)]
+        if rule.delay:
+            await asyncio.sleep(rule.delay * max(len(c.tokens) for c in choices))
         return Generation(choices, prompt_tokens, sum(len(c.tokens) for c in choices))
 
     async def stream(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
         prompt_tokens = self._admit(prompt, params)
+        delay = self._rule(prompt).delay
         choice = self._choice(prompt, params, 0)
         for token in choice.tokens:
+            if delay:
+                await asyncio.sleep(delay)
             yield Delta(token.text, token)
         yield Delta("", None, choice.finish_reason, prompt_tokens, len(choice.tokens))
 
@@ -110,9 +132,14 @@ class FakeBackend(Backend):
         self.prompts.append(prompt)
         return count
 
-    def _choice(self, prompt: Prompt, params: SamplingParams, index: int) -> Choice:
+    def _rule(self, prompt: Prompt) -> Rule:
         text = _text_of(prompt)
-        answer = next((a for c, a in self.rules if c in text), DEFAULTS[type(prompt)])
+        default = Rule("", DEFAULTS[type(prompt)])
+        return next((r for r in self.rules if r.contains in text), default)
+
+    def _choice(self, prompt: Prompt, params: SamplingParams, index: int) -> Choice:
+        rule = self._rule(prompt)
+        answer = rule.answer
         if index:
             answer = f"# {index}\n{answer}"
         pieces = tokens_of(answer)
@@ -123,12 +150,14 @@ class FakeBackend(Backend):
         cut = min((i for s in params.stop if s and (i := out.find(s)) != -1), default=None)
         if cut is not None:
             pieces, finish = _within(pieces, cut), "stop"
-        tokens = [self._token(p, i, params.top_logprobs) for i, p in enumerate(pieces)]
+        tokens = [
+            self._token(p, i, params.top_logprobs, rule.logprob) for i, p in enumerate(pieces)
+        ]
         return Choice("".join(pieces), tokens, finish)
 
     @staticmethod
-    def _token(piece: str, position: int, top: int) -> TokenLogprob:
-        logprob = logprob_of(piece, position)
+    def _token(piece: str, position: int, top: int, fixed: float | None) -> TokenLogprob:
+        logprob = logprob_of(piece, position) if fixed is None else fixed
         others = [(f"<alt{k}>", logprob - 0.5 * k) for k in range(1, top)]
         return TokenLogprob(piece, logprob, tuple([(piece, logprob), *others]) if top else ())
 
