@@ -1,6 +1,6 @@
 """Every error an HTTP client can see, mapped once to a status and to each dialect's shape.
 
-native   {"success": false, "error": {"type", "message", "hint"}}
+native   {"success": false, "error": {"type", "message"}}   (a hint ends the message)
 openai   {"error": {"message", "type", "param", "code"}}
 vertex   {"error": {"code", "message", "status"}}
 """

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 router = APIRouter(tags=["health"])
+
+
+class Readiness(BaseModel):
+    """What /readyz answers, ready (200) or not (503)."""
+
+    status: Literal["ready", "not ready"]
+    checks: dict[str, bool]
+    """model, store and, with an embedded model, engine: each true when it is ready."""
+    engine: dict[str, Any] | None = None
+    """What the embedded engine is doing and, when it is not ready, why."""
 
 
 @router.get("/healthz")
@@ -17,7 +28,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready: `checks` say which part."}},
+)
 async def readyz(request: Request) -> JSONResponse:
     """The model is loaded, the engine process is up, and the store answers; `engine` says
     what the engine is doing and, when it is not ready, why."""

@@ -15,7 +15,10 @@ from codey.api.calls import gateway_of, principal
 router = APIRouter(tags=["observability"])
 
 
-@router.get("/metrics", response_class=Response)
+_PROMETHEUS_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": _PROMETHEUS_TEXT}})
 async def metrics(request: Request) -> Response:
     """Prometheus text format."""
     body = generate_latest(request.app.state.metrics.registry)

@@ -3,52 +3,78 @@
 FastAPI documents 422 for invalid input, but codey answers 400 in each dialect's own error
 shape. Here every operation gets the statuses it can answer instead, each with the error schema
 of the dialect its path belongs to (`api.errors.dialect_of`), and streaming operations their
-streamed media types. Which statuses a route can answer follows from what it is: a body (400,
-413), a caller's key (401, 403), a model or id to look up (404), a job run on a model through
-the gateway (429, 502, 503 with Retry-After, 504).
+streamed media types. Which statuses a route can answer follows from what it is: a body or a
+parameter that can be wrong (400, 413), a caller's key (401), a model or id to look up (404), a
+job run on a model through the gateway (403, 429, 502, 503 with Retry-After, 504), and always 500.
+
+401 and 403 are documented whether or not this server has keys configured: the document is one
+contract for every codey, keys can be turned on without a client being generated again, and
+the key is optional in `security` so that an open server is described truthfully too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
 from codey.api.calls import principal
 from codey.api.errors import Dialect, dialect_of
 
-_JOB = (429, 502, 503, 504)
+_JOB = (403, 429, 502, 503, 504)
 EXTRA: dict[str, tuple[int, ...]] = {
     "generate": _JOB,
     "chat": (*_JOB, 404),  # an unknown conversation
     "complete": _JOB,
     "chat_completions": (*_JOB, 404),  # an unknown model
     "completions": (*_JOB, 404),
-    "predict": (*_JOB, 404),
+    "predict": (*_JOB, 404),  # an unknown publisher model
     "server_streaming_predict": (*_JOB, 404),
-    "tokenize": (404, 502, 503, 504),
-    "usage": (400, 404),
+    "tokenize": (404, 502, 503, 504),  # counts on the model's deployment, outside the quotas
+    "usage": (403, 404),  # another principal's usage; an unknown principal
     "publisher_model": (404,),
-    "readyz": (503,),
     "stats": (401,),  # reads the key itself, not through a dependency
 }
 """Statuses a route can answer besides those its shape implies, by endpoint name."""
 
-STREAMED: dict[str, str] = {
-    "chat_completions": "text/event-stream",
-    "completions": "text/event-stream",
-    "server_streaming_predict": "application/json",
+_EVENT_STREAM = {
+    "description": "With `stream: true`: server-sent events, one `data: <chunk>` per token and "
+    "`data: [DONE]` last; a failure after the first token arrives as an error event.",
+    "schema": {"type": "string"},
 }
+_PREDICTION_ARRAY = {
+    "description": "A JSON array of `{outputs: [Tensor]}`, streamed element by element; a "
+    "failure after the first element ends it with an error element.",
+    "schema": {
+        "type": "array",
+        "items": {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "required": ["outputs"],
+                    "properties": {"outputs": {"type": "array", "items": {"type": "object"}}},
+                },
+                {"$ref": "#/components/schemas/VertexError"},
+            ]
+        },
+    },
+}
+STREAMED: dict[str, tuple[str, dict[str, Any]]] = {
+    "chat_completions": ("text/event-stream", _EVENT_STREAM),
+    "completions": ("text/event-stream", _EVENT_STREAM),
+    "server_streaming_predict": ("application/json", _PREDICTION_ARRAY),
+}
+"""The success media type of a streaming route, which its own declaration cannot state."""
 
 _DESCRIPTIONS = {
     400: "Invalid input: an empty or out-of-range field, malformed JSON, or a prompt longer "
     "than the context window; the message names the field.",
     401: "No API key, or one this server does not know.",
     403: "The key may not use this service, or read another principal's usage.",
-    404: "An unknown model, conversation, principal or route.",
+    404: "An unknown model, conversation, principal or publisher model.",
     413: "The request body is larger than the server's limit.",
     429: "Over the daily quota, a daily budget or the per-minute limit; see Retry-After.",
     500: "codey failed unexpectedly; its log says why.",
@@ -57,19 +83,32 @@ _DESCRIPTIONS = {
     "deployment is busy; see Retry-After.",
     504: "No deployment answered in time.",
 }
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Whole seconds to wait before trying again.",
+        "schema": {"type": "integer"},
+    }
+}
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+    "googApiKey": {"type": "apiKey", "in": "header", "name": "x-goog-api-key"},
+}
+# Any one key, or none on a server without keys.
+_SECURITY: list[dict[str, list[str]]] = [{}] + [{name: []} for name in SECURITY_SCHEMES]
 
 
-class _NativeErrorDetail(BaseModel):
+class NativeErrorDetail(BaseModel):
     type: str
     message: str
 
 
 class NativeError(BaseModel):
     success: Literal[False]
-    error: _NativeErrorDetail
+    error: NativeErrorDetail
 
 
-class _OpenAIErrorDetail(BaseModel):
+class OpenAIErrorDetail(BaseModel):
     message: str
     type: str
     param: str | None
@@ -77,17 +116,17 @@ class _OpenAIErrorDetail(BaseModel):
 
 
 class OpenAIError(BaseModel):
-    error: _OpenAIErrorDetail
+    error: OpenAIErrorDetail
 
 
-class _GoogleErrorDetail(BaseModel):
+class VertexErrorDetail(BaseModel):
     code: int
     message: str
     status: str
 
 
 class VertexError(BaseModel):
-    error: _GoogleErrorDetail
+    error: VertexErrorDetail
 
 
 ERROR_SCHEMAS: dict[Dialect, type[BaseModel]] = {
@@ -98,19 +137,14 @@ ERROR_SCHEMAS: dict[Dialect, type[BaseModel]] = {
 
 
 def install(app: FastAPI) -> None:
-    """Serve the corrected document at /openapi.json (built once, on first request)."""
+    """Serve FastAPI's document, corrected, at /openapi.json (built once, on first request)."""
+    generate: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
+            schema = generate()  # FastAPI's own, cached in app.openapi_schema
             document_errors(schema, _routes(app))
-            app.openapi_schema = schema
-        return app.openapi_schema
+        return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]
 
@@ -128,23 +162,29 @@ def _routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
 def statuses_of(route: APIRoute) -> list[int]:
     """Every error status the route can answer."""
     found = {500, *EXTRA.get(route.name, ())}
+    dependant = route.dependant
     if route.body_field is not None:
         found |= {400, 413}
-    if any(d.call is principal for d in route.dependant.dependencies):
-        found |= {401, 403}
-    if route.dependant.query_params or route.dependant.path_params:
+    if any(d.call is principal for d in dependant.dependencies):
+        found.add(401)
+    # A plain string in the path always validates; anything else may not.
+    if dependant.query_params or dependant.header_params or dependant.cookie_params:
+        found.add(400)
+    if any(p.field_info.annotation is not str for p in dependant.path_params):
         found.add(400)
     return sorted(found)
 
 
 def document_errors(schema: dict[str, Any], routes: list[tuple[str, APIRoute]]) -> None:
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
     for model in ERROR_SCHEMAS.values():
         definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(definition.pop("$defs", {}))
-        components[model.__name__] = definition
-    components.pop("HTTPValidationError", None)
-    components.pop("ValidationError", None)
+        schemas.update(definition.pop("$defs", {}))
+        schemas[model.__name__] = definition
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    components["securitySchemes"] = SECURITY_SCHEMES
     for path, route in routes:
         for method in route.methods or ():
             operation = schema["paths"].get(path, {}).get(method.lower())
@@ -155,26 +195,25 @@ def document_errors(schema: dict[str, Any], routes: list[tuple[str, APIRoute]]) 
 def _document(operation: dict[str, Any], route: APIRoute, dialect: Dialect) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     responses.pop("422", None)
+    declared = {str(status) for status in route.responses}  # a route's own word wins
     reference = {"$ref": f"#/components/schemas/{ERROR_SCHEMAS[dialect].__name__}"}
     for status in statuses_of(route):
+        if str(status) in declared:
+            continue
         response: dict[str, Any] = {
             "description": _DESCRIPTIONS[status],
             "content": {"application/json": {"schema": reference}},
         }
         if status in (429, 503):
-            response["headers"] = {
-                "Retry-After": {
-                    "description": "Seconds to wait before trying again.",
-                    "schema": {"type": "integer"},
-                }
-            }
-        if route.name == "readyz" and status == 503:
-            response = {"description": "Not ready: `checks` and `engine` say why."}
+            response["headers"] = _RETRY_AFTER
         responses[str(status)] = response
-    media = STREAMED.get(route.name)
-    if media is not None:
+    if "401" in responses:
+        operation["security"] = _SECURITY
+    if route.name in STREAMED:
+        media, documented = STREAMED[route.name]
         ok = responses.setdefault("200", {"description": "Successful Response"})
         content = ok.setdefault("content", {})
-        if media == "application/json" and "application/json" in content:
-            return
-        content[media] = {"schema": {"type": "string"}} if media != "application/json" else {}
+        if media == "application/json" and content.get(media, {}).get("schema"):
+            return  # a declared response model says more
+        content[media] = {"schema": documented["schema"]}
+        ok["description"] = f"{ok['description']}. {documented['description']}"
