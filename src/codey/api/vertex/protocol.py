@@ -273,13 +273,17 @@ class VertexJob(Job):
         return text_prediction(text)
 
 
-class CodeBisonJob(VertexJob):
-    service: ClassVar[Service] = "generation"
-    family: ClassVar[ModelFamily] = "code-bison"
+class _CodeJob(VertexJob):
+    """code-bison and code-gecko, whose instances share Codey's code generation schema."""
 
     def __init__(self, body: PredictRequest, resource: str) -> None:
         super().__init__(body, resource)
         self.instance = _parse(CodeInstance, body.instances[0])
+
+
+class CodeBisonJob(_CodeJob):
+    service: ClassVar[Service] = "generation"
+    family: ClassVar[ModelFamily] = "code-bison"
 
     def billed_text(self) -> str:
         return self.instance.prefix
@@ -306,13 +310,9 @@ class CodeBisonJob(VertexJob):
         return services.generation.stream(self.request(services))
 
 
-class CodeGeckoJob(VertexJob):
+class CodeGeckoJob(_CodeJob):
     service: ClassVar[Service] = "completion"
     family: ClassVar[ModelFamily] = "code-gecko"
-
-    def __init__(self, body: PredictRequest, resource: str) -> None:
-        super().__init__(body, resource)
-        self.instance = _parse(CodeInstance, body.instances[0])
 
     def billed_text(self) -> str:
         return self.instance.prefix + (self.instance.suffix or "")
