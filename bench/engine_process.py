@@ -4,7 +4,7 @@
 
 1. Weights repacked for this CPU (extra buffer types on, the AMX-free build's default) against
    `use_extra_bufts = False` (the load-time workaround for a build with AMX): prompt and decode
-   tokens/s of `LlamaEngine` in this process, alternated.
+   tokens/s of `LlamaEngine` (one slot, its batcher) in this process, alternated.
 2. The same decode loop across the process boundary (EngineProcess, tokens streamed over the
    socket pair) against in this process: tokens/s and the ratio.
 3. Restart to ready: SIGKILL the engine process and time until it answers again, model on disk.
@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from codey.backends.base import SamplingParams
+from codey.backends.batcher import Batcher
 from codey.backends.engine import LlamaEngine
 from codey.backends.engine_build import inspect
 from codey.backends.engine_process import EngineProcess, EngineSpec
@@ -36,15 +37,21 @@ from codey.provision.assemble import locate_model
 PROMPT = Path(__file__).with_name("fixtures").joinpath("completion_prefix.py").read_text()[:1500]
 
 
-def in_process(engine: LlamaEngine, tokens: list[int], n: int) -> tuple[float, float]:
+def cold(batcher: Batcher) -> None:
+    """Empty the KV cache, so the next prompt is read in full."""
+    emptied = threading.Event()
+    batcher.reset(emptied.set)
+    emptied.wait()
+
+
+def in_process(batcher: Batcher, tokens: list[int], n: int) -> tuple[float, float]:
     """(prompt tokens/s, decode tokens/s) of one cold greedy run."""
-    engine.reset()
-    params = SamplingParams(max_tokens=n, temperature=0)
+    cold(batcher)
     started = time.perf_counter()
-    engine._prefill(tokens)
+    batcher.run(tokens, SamplingParams(max_tokens=1, temperature=0))
     prefilled = time.perf_counter()
-    engine.reset()
-    choices = engine.run(tokens, params, (), threading.Event())
+    cold(batcher)
+    choices = batcher.run(tokens, SamplingParams(max_tokens=n, temperature=0))
     done = time.perf_counter()
     decode_seconds = (done - prefilled) - (prefilled - started)
     return len(tokens) / (prefilled - started), len(choices[0].tokens) / decode_seconds
@@ -62,11 +69,11 @@ async def across(process: EngineProcess, tokens: list[int], n: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def local(engine: LlamaEngine, tokens: list[int], n: int) -> float:
+def local(batcher: Batcher, tokens: list[int], n: int) -> float:
     """Tokens/s of the same cold greedy run in this process, prompt included."""
-    engine.reset()
+    cold(batcher)
     started = time.perf_counter()
-    choices = engine.run(tokens, SamplingParams(max_tokens=n, temperature=0), (), threading.Event())
+    choices = batcher.run(tokens, SamplingParams(max_tokens=n, temperature=0))
     return len(choices[0].tokens) / (time.perf_counter() - started)
 
 
@@ -108,10 +115,11 @@ async def main() -> None:
         "repacked (extra buffers on)": LlamaEngine(path, extra_buffers=True, **kwargs),  # type: ignore[arg-type]
         "use_extra_bufts = False": LlamaEngine(path, extra_buffers=False, **kwargs),  # type: ignore[arg-type]
     }
+    batchers = {name: Batcher(engine) for name, engine in engines.items()}
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
     for _ in range(args.repeat):  # alternate, so drift hits both alike
-        for name, engine in engines.items():
-            runs[name].append(in_process(engine, tokens, args.tokens))
+        for name, batcher in batchers.items():
+            runs[name].append(in_process(batcher, tokens, args.tokens))
     table = Table("weights", "buffer types", "prompt tok/s", "decode tok/s", "decode ratio")
     base = statistics.median(d for _, d in runs["repacked (extra buffers on)"])
     for name, engine in engines.items():
@@ -122,10 +130,11 @@ async def main() -> None:
             f"{decode / base:.3f}",
         )  # fmt: skip
     console.print(table)
-    repacked = engines["repacked (extra buffers on)"]
-    del engines
+    repacked = batchers.pop("repacked (extra buffers on)")
+    for batcher in batchers.values():
+        batcher.close()
 
-    spec = EngineSpec(str(path), 4096, m.threads, m.batch_size, True)
+    spec = EngineSpec(str(path), 4096, m.threads, m.batch_size)
     process = EngineProcess(spec)
     process.start()
     inside, outside = [], []

@@ -42,8 +42,18 @@ class ModelSettings(_Section):
     context_length: int = Field(default=8192, ge=512, le=32768, description="Engine n_ctx.")
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     batch_size: int = Field(default=512, ge=32, le=8192)
-    max_queue: int = Field(
-        default=32, ge=1, description="Engine jobs queued or running before new ones are refused."
+    slots: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Sequences the engine decodes together, each keeping its client's prompt "
+        "in the KV cache; each holds context_length tokens (12 KiB a token for the 0.5B model).",
+    )
+    max_queued_tokens: int = Field(
+        default=262144,
+        ge=1,
+        description="Work (prompt plus answer tokens) queued or running in the engine before "
+        "new requests are refused with 503.",
     )
     family: str | None = Field(
         default=None, description="Fill-in-the-middle template family; unset reads the GGUF."
@@ -75,6 +85,9 @@ class SamplingDefaults(_Section):
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     top_k: int = Field(default=40, ge=0, description="0 keeps every token.")
+    priority: int = Field(
+        default=1, ge=0, le=9, description="In the embedded engine's queue, lower runs first."
+    )
 
 
 class GenerationSettings(SamplingDefaults):
@@ -91,6 +104,9 @@ class CompletionSettings(SamplingDefaults):
     max_tokens: int = Field(default=64, ge=1, le=512)
     temperature: float = Field(
         default=0.0, ge=0.0, le=2.0, description="Greedy: suggestions are the likeliest code."
+    )
+    priority: int = Field(
+        default=0, ge=0, le=9, description="Ahead of generation and chat: a cursor is waiting."
     )
 
 

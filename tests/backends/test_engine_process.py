@@ -141,4 +141,4 @@ def test_without_extra_buffers_the_weights_are_not_repacked(spec: EngineSpec) ->
     kwargs = dict(context_length=512, threads=spec.threads, batch_size=64)
     plain = LlamaEngine(Path(spec.path), extra_buffers=False, **kwargs)  # type: ignore[arg-type]
     assert plain.buffer_types == ["CPU_Mapped"], plain.buffer_types
-    del plain
+    plain.close()

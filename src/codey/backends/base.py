@@ -59,6 +59,10 @@ class SamplingParams:
     seed: int | None = None
     n: int = 1
     top_logprobs: int = 0
+    priority: int = 1
+    """Scheduling: engines that queue run lower priorities first (completion is 0)."""
+    session: str | None = None
+    """The client or document asking, so that an engine can keep its prompt cached for it."""
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ class EngineSpec:
     context_length: int
     threads: int
     batch_size: int
+    slots: int = 1
     extra_buffers: bool = True
 
     @classmethod
@@ -59,6 +60,7 @@ class EngineSpec:
             context_length=settings.context_length,
             threads=settings.threads,
             batch_size=settings.batch_size,
+            slots=settings.slots,
             extra_buffers=settings.extra_buffers,
         )
 
@@ -77,10 +79,16 @@ class EngineProcess:
     """A supervised engine child; `state` is what /readyz and the dashboard report."""
 
     def __init__(
-        self, spec: EngineSpec, *, max_queue: int | None = None, policy: RestartPolicy | None = None
+        self,
+        spec: EngineSpec,
+        *,
+        max_queued_tokens: int | None = None,
+        policy: RestartPolicy | None = None,
     ) -> None:
         self.spec = spec
-        self.max_queue = max_queue
+        self.max_queued_tokens = max_queued_tokens
+        """Work (prompt plus answer tokens) sent and not yet answered before new jobs are
+        refused with Overloaded."""
         self.policy = policy or RestartPolicy()
         self.state: State = "starting"
         self.reason: str | None = None
@@ -89,10 +97,14 @@ class EngineProcess:
         """What the child said when it was ready: pid, buffer types, load time, ..."""
         self.restarts = 0
         self.decode_rate = 0.0
+        self.stats: dict[str, Any] = {}
+        """The batcher's latest counters: steps, tokens per step, active sequences, KV cells,
+        slot hits (engine_worker sends them as it works)."""
         self.on_restart: list[Callable[[], None]] = []
         self._process: subprocess.Popen[bytes] | None = None
         self._channel: Channel | None = None
         self._pending: dict[int, Sink] = {}
+        self._work: dict[int, int] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._deaths: deque[float] = deque()
@@ -121,6 +133,11 @@ class EngineProcess:
     def depth(self) -> int:
         """Requests sent to the engine and not yet answered."""
         return len(self._pending)
+
+    @property
+    def queued_tokens(self) -> int:
+        """Prompt and answer tokens of the requests sent and not yet answered."""
+        return sum(self._work.values())
 
     def close(self) -> None:
         """Stop the child: it sees its socket close, finishes nothing more, and exits."""
@@ -174,11 +191,15 @@ class EngineProcess:
         """Deliver the child's messages; when it dies, fail what it held and bring it back."""
         while (message := channel.recv()) is not None:
             kind, job_id = message[0], message[1]
+            if kind == "stats":
+                self.stats = message[2]
+                continue
             if kind == "delta":
                 sink = self._pending.get(job_id)
             else:
                 with self._lock:
                     sink = self._pending.pop(job_id, None)
+                    self._work.pop(job_id, None)
                 if kind == "done":
                     self.decode_rate = message[3] or self.decode_rate
             if sink is not None:
@@ -189,6 +210,7 @@ class EngineProcess:
         wait = math.inf if self._closing else self._next_wait()
         with self._lock:
             held, self._pending = self._pending, {}
+            self._work = {}
             if self._closing:
                 self.state = "stopped"
             else:
@@ -258,8 +280,9 @@ class EngineProcess:
         self, tokens: Sequence[int], params: SamplingParams, stop: tuple[str, ...]
     ) -> list[Choice]:
         """All of `params.n` answers; cancelling the await cancels the job in the engine."""
+        work = len(tokens) + params.max_tokens * params.n
         choices: list[Choice] = self._result(
-            await self._ask(("run", list(tokens), params, stop, False))
+            await self._ask(("run", list(tokens), params, stop, False), work)
         )
         return choices
 
@@ -273,7 +296,9 @@ class EngineProcess:
         def deliver(message: tuple[Any, ...]) -> None:
             _call_soon(loop, lambda: messages.put_nowait(message))
 
-        job_id = self._submit(("run", list(tokens), params, stop, True), deliver)
+        job_id = self._submit(
+            ("run", list(tokens), params, stop, True), deliver, len(tokens) + params.max_tokens
+        )
         finished = False
         try:
             while True:
@@ -292,7 +317,7 @@ class EngineProcess:
         """Empty the engine's KV cache, so that the next prompt is evaluated in full."""
         self._result(await self._ask(("reset",)))
 
-    async def _ask(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
+    async def _ask(self, message: tuple[Any, ...], work: int = 0) -> tuple[Any, ...]:
         """Send one job and await its one answer; cancelling the await cancels the job."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[Any, ...]] = loop.create_future()
@@ -300,24 +325,26 @@ class EngineProcess:
         def deliver(reply: tuple[Any, ...]) -> None:
             _call_soon(loop, lambda: _settle(answer, reply))
 
-        job_id = self._submit(message, deliver)
+        job_id = self._submit(message, deliver, work)
         try:
             return await answer
         except asyncio.CancelledError:
             self._cancel(job_id)
             raise
 
-    def _submit(self, message: tuple[Any, ...], sink: Sink) -> int:
+    def _submit(self, message: tuple[Any, ...], sink: Sink, work: int = 0) -> int:
         with self._lock:
             if self.state != "ready" or self._channel is None:
                 raise self._unavailable()
-            if self.max_queue is not None and len(self._pending) >= self.max_queue:
+            limit, queued = self.max_queued_tokens, self.queued_tokens
+            if limit is not None and queued and queued + work > limit:
                 raise Overloaded(
-                    f"The engine has {len(self._pending)} requests queued or running, "
-                    f"its limit is {self.max_queue}."
+                    f"The engine has {queued} tokens of work queued or running "
+                    f"({len(self._pending)} requests), its limit is {limit}."
                 )
             job_id = next(self._ids)
             self._pending[job_id] = sink
+            self._work[job_id] = work
             channel = self._channel
         # If the child is dying, its reader fails this job with the others.
         with contextlib.suppress(OSError):
@@ -327,6 +354,7 @@ class EngineProcess:
     def _cancel(self, job_id: int) -> None:
         with self._lock:
             self._pending.pop(job_id, None)
+            self._work.pop(job_id, None)
             channel = self._channel
         if channel is not None:
             with contextlib.suppress(OSError):

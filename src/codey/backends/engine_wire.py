@@ -6,6 +6,7 @@ carries the backend's dataclasses (Delta, Choice, SamplingParams) as they are.
 server -> engine   ("run", id, tokens, params, stop, stream) | ("cancel", id) | ("reset", id)
 engine -> server   ("ready", info) | ("failed", message) | ("delta", id, Delta)
                    ("done", id, choices, decode_rate) | ("error", id, message)
+                   ("stats", 0, counters)
 """
 
 from __future__ import annotations

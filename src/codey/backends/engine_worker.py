@@ -1,4 +1,4 @@
-"""The engine process: loads the model, then runs what the server sends, one job at a time.
+"""The engine process: loads the model, then runs what the server sends, batched.
 
     python -m codey.backends.engine_worker SPEC_JSON FD
 
@@ -10,22 +10,21 @@ for it however it dies (a parent-death signal would fire when the spawning threa
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import socket
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from codey.backends.base import Delta, SamplingParams
+from codey.backends.batcher import Batcher, Request
 from codey.backends.engine import LlamaEngine
 from codey.backends.engine_build import inspect
 from codey.backends.engine_wire import Channel
-from codey.backends.scheduler import Job, Scheduler
 from codey.errors import CodeyError
 
 
@@ -44,6 +43,7 @@ def main(argv: list[str]) -> int:
             context_length=spec["context_length"],
             threads=spec["threads"],
             batch_size=spec["batch_size"],
+            slots=spec["slots"],
             extra_buffers=extra_buffers,
         )
     except CodeyError as exc:
@@ -58,6 +58,7 @@ def main(argv: list[str]) -> int:
                 "buffer_types": engine.buffer_types,
                 "extra_buffers": extra_buffers,
                 "threads": engine.threads,
+                "slots": engine.slots,
                 "load_seconds": round(time.perf_counter() - started, 3),
                 "llama_cpp": build.version,
                 "amx_compiled": build.amx_compiled,
@@ -70,58 +71,44 @@ def main(argv: list[str]) -> int:
 
 
 def serve(engine: LlamaEngine, channel: Channel) -> None:
-    """Run jobs until the server closes its end; a cancel reaches a running job within a token."""
-    scheduler = Scheduler(name="codey-engine")
-    jobs: dict[int, Job[Any]] = {}
+    """Run jobs until the server closes its end; a cancel reaches a running job within a step."""
+
+    def report(stats: dict[str, Any]) -> None:
+        channel.send(("stats", 0, stats))
+
+    batcher = Batcher(engine, on_stats=report)
     while (message := channel.recv()) is not None:
         kind, job_id = message[0], message[1]
         if kind == "run":
             _, _, tokens, params, stop, stream = message
-            run = _job(engine, channel, jobs, job_id, tokens, params, stop, stream)
-            jobs[job_id] = job = scheduler.submit(run)
-            if job.future.done():  # finished before it was filed
-                jobs.pop(job_id, None)
-        elif kind == "cancel" and (running := jobs.get(job_id)) is not None:
-            running.cancel.set()
+            batcher.submit(_request(channel, job_id, tokens, params, stop, stream))
+        elif kind == "cancel":
+            batcher.cancel(job_id)
         elif kind == "reset":
-            scheduler.submit(_reset(engine, channel, job_id))
-    for job in list(jobs.values()):
-        job.cancel.set()
-    scheduler.close()
+            batcher.reset(functools.partial(channel.send, ("done", job_id, [], 0.0)))
+    batcher.close()
 
 
-def _job(
-    engine: LlamaEngine,
+def _request(
     channel: Channel,
-    jobs: dict[int, Job[Any]],
     job_id: int,
     tokens: list[int],
     params: SamplingParams,
     stop: tuple[str, ...],
     stream: bool,
-) -> Callable[[threading.Event], None]:
+) -> Request:
     def emit(delta: Delta) -> None:
         channel.send(("delta", job_id, delta))
 
-    def run(cancel: threading.Event) -> None:
-        try:
-            choices = engine.run(tokens, params, stop, cancel, emit if stream else None)
-        except Exception as exc:  # the server's caller gets it; the engine goes on
-            channel.send(("error", job_id, str(exc) or type(exc).__name__))
-        else:
-            channel.send(("done", job_id, choices, engine.decode_rate))
-        finally:
-            jobs.pop(job_id, None)
-
-    return run
-
-
-def _reset(engine: LlamaEngine, channel: Channel, job_id: int) -> Callable[[threading.Event], None]:
-    def run(cancel: threading.Event) -> None:
-        engine.reset()
-        channel.send(("done", job_id, [], engine.decode_rate))
-
-    return run
+    return Request(
+        job_id,
+        tokens,
+        params,
+        stop,
+        on_done=lambda choices, rate: channel.send(("done", job_id, choices, rate)),
+        on_error=lambda message: channel.send(("error", job_id, message)),
+        on_delta=emit if stream else None,
+    )
 
 
 if __name__ == "__main__":

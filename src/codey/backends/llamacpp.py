@@ -80,7 +80,7 @@ class LlamaCppBackend(Backend):
         policy = RestartPolicy(
             restart_limit=settings.restart_limit, restart_window=settings.restart_window_seconds
         )
-        engine = EngineProcess(spec, max_queue=settings.max_queue, policy=policy)
+        engine = EngineProcess(spec, max_queued_tokens=settings.max_queued_tokens, policy=policy)
         engine.start()
         model_id = model.path.stem if settings.path else EMBEDDED_MODEL
         return cls(engine, vocabulary, model_id, settings.family, header)

@@ -43,6 +43,8 @@ class CompletionRequest:
     temperature: float | None = None
     postprocess: bool = True
     """Off only to measure what post-processing is worth."""
+    session: str | None = None
+    """The client or document typing, whose prompt the engine keeps cached between keystrokes."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class CompletionService:
             max_tokens=request.max_tokens,
             temperature=request.temperature,
             n=request.max_completions,
+            session=request.session,
         ).resolve(self.defaults)
         generation = await self.backend.generate(InfillPrompt(model_prefix, request.suffix), params)
         line_prefix = cursor_at(request.prefix, request.suffix).line_prefix

@@ -20,6 +20,8 @@ class Sampling:
     seed: int | None = None
     n: int = 1
     top_logprobs: int = 0
+    session: str | None = None
+    """The client or document asking, whose prompt the engine keeps cached for it."""
 
     def resolve(self, defaults: SamplingDefaults) -> SamplingParams:
         """The engine's parameters: what was asked, and the defaults for the rest."""
@@ -32,4 +34,6 @@ class Sampling:
             seed=self.seed,
             n=self.n,
             top_logprobs=self.top_logprobs,
+            priority=defaults.priority,
+            session=self.session,
         )

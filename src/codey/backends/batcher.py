@@ -1,0 +1,395 @@
+"""Continuous batching over the engine's sequences: every step is one `llama_decode` carrying a
+token of each answer being decoded and a chunk of a prompt being read.
+
+- **Slots remember their client.** Each slot is one sequence of the KV cache and keeps the last
+  prompt it read. A request goes to the idle slot its session last used, else to the one whose
+  prompt shares the longest prefix with its own (as llama.cpp's server picks), else to the
+  least recently used; only the part of the prompt that differs is evaluated again.
+- **Completion first, nobody starves.** Requests wait in order of priority (lower first), and
+  every `aging` seconds of waiting count as one step of priority.
+- **Chunked prefill.** While answers are being decoded, a step reads at most one chunk of
+  prompt, so a long prompt slows the others down instead of stopping them.
+- **Exact alone.** Prompts are read in chunks aligned to multiples of `chunk`, then the last
+  token alone, and only whole aligned chunks are reused (or the whole prompt, when it is the
+  same as the slot's last): a request alone gets the same logits whatever the cache held
+  before. A request batched with others shares its steps with their tokens, and llama.cpp's
+  kernels round differently for other shapes, so it may differ in rare tokens.
+
+n > 1 answers run one after another in the request's slot, each re-reading only the prompt's
+last token. Everything here runs on the batcher's own thread; other threads talk to it through
+its inbox.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from codey.backends.base import Choice, SamplingParams
+from codey.backends.decoding import Answer, OnDelta
+from codey.backends.engine import LlamaEngine
+from codey.errors import BackendError
+
+PREFILL_CHUNK = 128
+"""Prompt evaluation step; whole aligned chunks are what the KV cache reuses."""
+AGING_SECONDS = 4.0
+"""Waiting this long counts as one step of priority, so low priorities are never starved."""
+STATS_INTERVAL = 0.5
+_local_ids = itertools.count(-1, -1)
+
+
+@dataclass(eq=False)
+class Request:
+    """One job from the server: `params.n` answers to the prompt `tokens`."""
+
+    id: int
+    tokens: list[int]
+    params: SamplingParams
+    stop: tuple[str, ...]
+    on_done: Callable[[list[Choice], float], None]
+    """Called with the answers and the decode rate (tokens/s) once all are finished."""
+    on_error: Callable[[str], None]
+    on_delta: OnDelta | None = None
+    arrived: float = field(default_factory=time.monotonic)
+    choices: list[Choice] = field(default_factory=list)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        p = self.params
+        self.seed = p.seed if p.seed is not None else random.randrange(2**31)
+
+    def urgency(self, now: float, aging: float) -> tuple[float, float]:
+        """Sort key: priority lowered by the time waited, then arrival."""
+        return (self.params.priority - (now - self.arrived) / aging, self.arrived)
+
+
+@dataclass(eq=False)
+class Slot:
+    """One sequence of the KV cache and what it holds."""
+
+    seq: int
+    prompt: list[int] = field(default_factory=list)
+    """The prompt tokens whose cells this sequence holds, read in the aligned chunks."""
+    kv: int = 0
+    """Positions this sequence holds in the KV cache (prompt and fed answer tokens)."""
+    session: str | None = None
+    used: float = 0.0
+    request: Request | None = None
+    position: int = 0
+    """The next prompt position to read."""
+    answer: Answer | None = None
+    feed: int | None = None
+    """The answer's last sampled token, which the next step evaluates."""
+    branch: int = 0
+    """Which of the request's n answers is being decoded."""
+
+
+@dataclass
+class Stats:
+    """Counters since the engine started, and what is happening now."""
+
+    steps: int = 0
+    step_tokens: int = 0
+    decoded: int = 0
+    """Answer tokens sampled."""
+    prefilled: int = 0
+    reused: int = 0
+    requests: int = 0
+    slot_hits: int = 0
+    active: int = 0
+    waiting: int = 0
+    kv_cells: int = 0
+    slots: int = 0
+    largest_step: int = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Batcher:
+    """Runs every request on `engine` in shared steps, on a thread of its own."""
+
+    def __init__(
+        self,
+        engine: LlamaEngine,
+        *,
+        chunk: int = PREFILL_CHUNK,
+        aging: float = AGING_SECONDS,
+        on_stats: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.chunk = min(chunk, engine.batch_size)
+        self.aging = aging
+        self.on_stats = on_stats
+        self.slots = [Slot(seq) for seq in range(engine.slots)]
+        self.stats = Stats(slots=engine.slots)
+        self.decode_rate = 0.0
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._waiting: list[Request] = []
+        self._stats_sent = 0.0
+        self._thread = threading.Thread(target=self._loop, name="codey-batcher", daemon=True)
+        self._thread.start()
+
+    # -- any thread ----------------------------------------------------------------------------
+
+    def submit(self, request: Request) -> None:
+        self._inbox.put(("run", request))
+
+    def cancel(self, request_id: int) -> None:
+        """Stop a request within a step; it gets no answer."""
+        self._inbox.put(("cancel", request_id))
+
+    def reset(self, done: Callable[[], None]) -> None:
+        """Forget every slot's cached prompt, then call `done`."""
+        self._inbox.put(("reset", done))
+
+    def run(
+        self, tokens: list[int], params: SamplingParams, stop: tuple[str, ...] = ()
+    ) -> list[Choice]:
+        """Submit a request and wait for its answers (for code in the engine's own process)."""
+        finished = threading.Event()
+        outcome: list[Any] = []
+
+        def settle(value: Any) -> None:
+            outcome.append(value)
+            finished.set()
+
+        request = Request(next(_local_ids), tokens, params, stop, lambda c, _: settle(c), settle)
+        self.submit(request)
+        finished.wait()
+        if isinstance(outcome[0], str):
+            raise BackendError(outcome[0])
+        choices: list[Choice] = outcome[0]
+        return choices
+
+    def close(self) -> None:
+        self._inbox.put(("close", None))
+        self._thread.join(timeout=30)
+
+    # -- the batcher's thread ------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while self._drain(block=not self._busy()):
+            self._admit()
+            planned = self._plan()
+            if not planned:
+                continue
+            try:
+                ends = self.engine.decode([piece for _, piece in planned])
+            except BackendError as exc:
+                for slot, _ in planned:
+                    self._fail(slot, exc.message)
+                continue
+            self._count(planned)
+            for (slot, piece), index in zip(planned, ends, strict=True):
+                self._advance(slot, len(piece[2]), index)
+            self._report()
+        for slot in self.slots:
+            if slot.request is not None:
+                self._release(slot)
+
+    def _busy(self) -> bool:
+        return bool(self._waiting) or any(s.request is not None for s in self.slots)
+
+    def _drain(self, *, block: bool) -> bool:
+        """Take in what other threads sent; False once the batcher is closed."""
+        try:
+            kind, value = self._inbox.get(block=block)
+        except queue.Empty:
+            return True
+        while True:
+            if kind == "close":
+                return False
+            if kind == "run":
+                self._waiting.append(value)
+                self.stats.requests += 1
+            elif kind == "cancel":
+                self._drop(value)
+            elif kind == "reset":
+                self._forget_all()
+                value()
+            try:
+                kind, value = self._inbox.get_nowait()
+            except queue.Empty:
+                return True
+
+    def _drop(self, request_id: int) -> None:
+        self._waiting = [r for r in self._waiting if r.id != request_id]
+        for slot in self.slots:
+            if slot.request is not None and slot.request.id == request_id:
+                if slot.answer is not None:
+                    slot.answer.end("cancelled")
+                self._release(slot)
+
+    def _forget_all(self) -> None:
+        for slot in self.slots:
+            slot.prompt = []  # an active slot reads its whole prompt again next time
+            if slot.request is None:
+                self.engine.forget(slot.seq)
+                slot.kv = 0
+
+    def _admit(self) -> None:
+        """Give idle slots to the most urgent waiting requests."""
+        now = time.monotonic()
+        self._waiting.sort(key=lambda r: r.urgency(now, self.aging))
+        while self._waiting and any(s.request is None for s in self.slots):
+            request = self._waiting.pop(0)
+            self._start(self._slot_for(request), request)
+
+    def _slot_for(self, request: Request) -> Slot:
+        idle = [s for s in self.slots if s.request is None]
+        session = request.params.session
+        if session is not None:
+            for slot in idle:
+                if slot.session == session:
+                    return slot
+        shared = {id(s): _common_prefix(s.prompt, request.tokens) for s in idle}
+        best = max(idle, key=lambda s: (shared[id(s)], s.used))
+        if shared[id(best)] > 0:
+            return best
+        # Nothing to reuse: the slot least worth keeping, unclaimed ones first.
+        return min(idle, key=lambda s: (s.session is not None, s.used))
+
+    def _start(self, slot: Slot, request: Request, *, branch: int = 0) -> None:
+        tokens = request.tokens
+        last = len(tokens) - 1
+        if tokens == slot.prompt and slot.kv >= last:
+            keep = last
+        else:
+            common = min(_common_prefix(slot.prompt, tokens), last, slot.kv)
+            keep = common // self.chunk * self.chunk
+        self.engine.forget(slot.seq, keep)
+        slot.kv = slot.position = keep
+        slot.prompt = tokens[:keep]
+        slot.request, slot.answer, slot.feed = request, None, None
+        slot.session = request.params.session or slot.session
+        if branch == 0:
+            self.stats.reused += keep
+            self.stats.slot_hits += keep > 0
+        slot.branch = branch
+
+    def _plan(self) -> list[tuple[Slot, tuple[int, int, list[int]]]]:
+        """This step's pieces: a token of each answer, then prompt chunks by urgency."""
+        planned: list[tuple[Slot, tuple[int, int, list[int]]]] = []
+        for slot in self.slots:
+            if slot.feed is not None:
+                planned.append((slot, (slot.seq, slot.kv, [slot.feed])))
+        room = self.engine.batch_size - len(planned)
+        if planned:
+            room = min(room, self.chunk)
+        now = time.monotonic()
+        reading = [s for s in self.slots if s.request is not None and s.answer is None]
+        reading.sort(key=lambda s: s.request.urgency(now, self.aging))  # type: ignore[union-attr]
+        for slot in reading:
+            piece = self._next_piece(slot)
+            if len(piece) > room:
+                break
+            planned.append((slot, (slot.seq, slot.position, piece)))
+            room -= len(piece)
+        return planned
+
+    def _next_piece(self, slot: Slot) -> list[int]:
+        """The next aligned chunk of the slot's prompt, or its last token alone."""
+        tokens = slot.request.tokens  # type: ignore[union-attr]
+        last, position = len(tokens) - 1, slot.position
+        if position < last:
+            return tokens[position : min((position // self.chunk + 1) * self.chunk, last)]
+        return tokens[last:]
+
+    def _advance(self, slot: Slot, size: int, index: int) -> None:
+        """Take the step's outcome for `slot`: a prompt piece read, or a token decoded."""
+        request = slot.request
+        assert request is not None
+        if slot.answer is None:
+            slot.position += size
+            slot.kv = slot.position
+            slot.prompt = request.tokens[: slot.position]
+            if slot.position < len(request.tokens):
+                return
+            slot.answer = self._answer(request, slot.branch)
+            if slot.answer.budget <= 0:
+                slot.answer.end("length")
+                self._finish(slot)
+                return
+        else:
+            slot.kv += 1
+        sampled = len(slot.answer.tokens)
+        slot.feed = slot.answer.take(index)
+        self.stats.decoded += len(slot.answer.tokens) > sampled
+        if slot.feed is None:
+            self._finish(slot)
+
+    def _answer(self, request: Request, branch: int) -> Answer:
+        params = request.params
+        ranked = params.n > 1 and params.temperature == 0
+        return Answer(
+            self.engine,
+            params,
+            request.stop,
+            prompt_tokens=len(request.tokens),
+            seed=request.seed + branch,
+            first_rank=branch if ranked else None,
+            on_delta=request.on_delta,
+        )
+
+    def _finish(self, slot: Slot) -> None:
+        """An answer is complete: start the request's next one, or hand all of them back."""
+        request, answer = slot.request, slot.answer
+        assert request is not None and answer is not None
+        request.choices.append(answer.choice())
+        self.decode_rate = answer.decode_rate or self.decode_rate
+        if len(request.choices) < request.params.n:
+            self._start(slot, request, branch=len(request.choices))
+            return
+        self._release(slot)
+        request.on_done(request.choices, self.decode_rate)
+
+    def _fail(self, slot: Slot, message: str) -> None:
+        request = slot.request
+        self.engine.forget(slot.seq)
+        slot.prompt, slot.kv = [], 0
+        if slot.answer is not None:
+            slot.answer.end("cancelled")
+        self._release(slot)
+        if request is not None:
+            request.on_error(message)
+
+    def _release(self, slot: Slot) -> None:
+        slot.request, slot.answer, slot.feed = None, None, None
+        slot.used = time.monotonic()
+
+    def _count(self, planned: list[tuple[Slot, tuple[int, int, list[int]]]]) -> None:
+        stats = self.stats
+        size = sum(len(piece[2]) for _, piece in planned)
+        fed = sum(1 for slot, _ in planned if slot.answer is not None)
+        stats.steps += 1
+        stats.step_tokens += size
+        stats.prefilled += size - fed
+        stats.largest_step = max(stats.largest_step, size)
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        idle = not self._busy()
+        if self.on_stats is None or (now - self._stats_sent < STATS_INTERVAL and not idle):
+            return
+        stats = self.stats
+        stats.active = sum(s.request is not None for s in self.slots)
+        stats.waiting = len(self._waiting)
+        stats.kv_cells = sum(s.kv for s in self.slots)
+        self._stats_sent = now
+        self.on_stats(stats.snapshot())
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

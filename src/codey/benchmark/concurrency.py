@@ -1,0 +1,90 @@
+"""Aggregate tokens/s at several concurrent streams: codey against the bare engine decoding the
+same number of sequences in lockstep, in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from codey.backends.engine_process import EngineSpec
+
+TOPICS = (
+    "an LRU cache class with get, put and eviction, and its unit tests",
+    "a tokenizer for arithmetic expressions and a recursive-descent parser for them",
+    "a thread-safe rate limiter with a token bucket, and an example of its use",
+    "a command-line tool that counts lines of code per language in a folder",
+    "a binary search tree with insert, delete and in-order traversal",
+    "a JSON schema validator for objects, arrays, strings and numbers",
+    "a retry decorator with exponential backoff and jitter, and its tests",
+    "a small event bus with subscribe, unsubscribe and publish",
+)
+
+
+def chat_prompts(n: int) -> list[str]:
+    """`n` distinct requests that each call for a long answer; none shares another's prefix
+    beyond the chat template."""
+    return [f"Write in Python {TOPICS[i % len(TOPICS)]}. (#{i})" for i in range(n)]
+
+
+def bare_batched(spec: EngineSpec, prompts: list[list[int]], max_tokens: int) -> float:
+    """Aggregate tokens/s of llama.cpp alone on `len(prompts)` sequences: the prompts read in
+    one step, then one `llama_decode` per step carrying the next token of every unfinished
+    sequence, greedy; from the first step to the last token, in a process of its own."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        return pool.submit(_bare_batched, spec, prompts, max_tokens).result()
+
+
+def _bare_batched(spec: EngineSpec, prompts: list[list[int]], max_tokens: int) -> float:
+    from codey.backends.engine import LlamaEngine  # the spawned process loads the engine
+
+    engine = LlamaEngine(
+        Path(spec.path),
+        context_length=spec.context_length,
+        threads=spec.threads,
+        batch_size=max(spec.batch_size, sum(map(len, prompts))),
+        slots=len(prompts),
+        extra_buffers=spec.extra_buffers,
+    )
+    started = time.perf_counter()
+    ends = engine.decode([(seq, 0, tokens) for seq, tokens in enumerate(prompts)])
+    live = {
+        seq: (len(tokens), index)
+        for seq, (tokens, index) in enumerate(zip(prompts, ends, strict=True))
+    }
+    produced = 0
+    for _ in range(max_tokens):
+        step = []
+        for seq, (position, index) in list(live.items()):
+            token = int(np.argmax(engine.logits(index)))
+            if engine.is_eog(token):
+                del live[seq]
+                continue
+            produced += 1
+            step.append((seq, position, [token]))
+        if not step:
+            break
+        ends = engine.decode(step)
+        live = {seq: (pos + 1, i) for (seq, pos, _), i in zip(step, ends, strict=True)}
+    seconds = time.perf_counter() - started
+    engine.close()
+    return produced / seconds
+
+
+async def aggregate(
+    one: Callable[[int], Awaitable[int]], streams: int, rounds: int = 1
+) -> tuple[float, int]:
+    """(tokens/s, tokens) of `streams` requests at once, `rounds` times: `one(i)` makes the
+    i-th request and returns its completion tokens."""
+    started = time.perf_counter()
+    total = 0
+    for r in range(rounds):
+        counts = await asyncio.gather(*(one(r * streams + i) for i in range(streams)))
+        total += sum(counts)
+    return total / (time.perf_counter() - started), total

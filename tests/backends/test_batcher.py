@@ -1,0 +1,202 @@
+"""Continuous batching on the real model, in this process: shared steps, slots that keep their
+client's prompt, completion first without starvation, cancellation within a step."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from codey.backends.base import Choice, SamplingParams
+from codey.backends.batcher import Batcher, Request
+from codey.backends.engine import LlamaEngine
+from codey.backends.llamacpp import LlamaCppBackend
+from tests.backends.answers import assert_same_answer
+
+pytestmark = pytest.mark.model
+
+GREEDY = SamplingParams(max_tokens=12, temperature=0)
+CODE = "".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n\n" for i in range(40))  # ~700 tokens
+
+
+@pytest.fixture(scope="module")
+def engine(backend: LlamaCppBackend) -> Iterator[LlamaEngine]:
+    engine = LlamaEngine(
+        Path(backend.engine.spec.path), context_length=2048, threads=2, batch_size=512, slots=3
+    )
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def batcher(engine: LlamaEngine) -> Iterator[Batcher]:
+    engine.reset()
+    batcher = Batcher(engine)
+    yield batcher
+    batcher.close()
+
+
+def tokens(engine: LlamaEngine, text: str) -> list[int]:
+    return engine.tokenize(text, special=False, add_bos=True)
+
+
+class Tracker:
+    """Submits requests and records the order in which their first tokens and answers came."""
+
+    def __init__(self, batcher: Batcher) -> None:
+        self.batcher = batcher
+        self.first_token: list[str] = []
+        self.answers: dict[str, list[Choice] | str] = {}
+        self._done: dict[str, threading.Event] = {}
+        self._ids = iter(range(1, 10_000))
+
+    def submit(self, name: str, prompt: list[int], params: SamplingParams) -> int:
+        done = self._done[name] = threading.Event()
+        started = False
+
+        def on_delta(_: object) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                self.first_token.append(name)
+
+        def settle(value: list[Choice] | str) -> None:
+            self.answers[name] = value
+            done.set()
+
+        request_id = next(self._ids)
+        request = Request(
+            request_id,
+            prompt,
+            params,
+            (),
+            on_done=lambda choices, _: settle(choices),
+            on_error=settle,
+            on_delta=on_delta,
+        )
+        self.batcher.submit(request)
+        return request_id
+
+    def wait(self, *names: str, timeout: float = 120) -> None:
+        for name in names:
+            assert self._done[name].wait(timeout), f"{name} did not finish"
+
+
+def test_a_request_alone_does_not_depend_on_what_other_slots_hold(
+    engine: LlamaEngine, batcher: Batcher
+) -> None:
+    prompt = tokens(engine, CODE + "def g(x):\n    return")
+    params = SamplingParams(max_tokens=8, temperature=0, top_logprobs=3)
+    cold = batcher.run(prompt, params)[0]
+    for text in ("class K:\n    value =", "import os\nprint(", CODE + "# end"):
+        batcher.run(tokens(engine, text), SamplingParams(max_tokens=4, temperature=0))
+    warm = batcher.run(prompt, params)[0]
+    assert cold.tokens == warm.tokens  # texts, logprobs and top lists alike
+
+
+def test_concurrent_requests_share_steps_and_each_gets_its_own_answer(
+    engine: LlamaEngine, batcher: Batcher
+) -> None:
+    prompts = [tokens(engine, f"# the number {n} squared is") for n in range(3)]
+    alone = [batcher.run(p, GREEDY)[0] for p in prompts]
+    steps_before, decoded_before = batcher.stats.steps, batcher.stats.decoded
+    tracker = Tracker(batcher)
+    for n, prompt in enumerate(prompts):
+        tracker.submit(str(n), prompt, GREEDY)
+    tracker.wait("0", "1", "2")
+    together: list[Choice] = []
+    for n in range(3):
+        answer = tracker.answers[str(n)]
+        assert isinstance(answer, list) and len(answer) == 1
+        together.append(answer[0])
+    decoded = batcher.stats.decoded - decoded_before
+    assert decoded == sum(len(c.tokens) for c in together)
+    assert batcher.stats.steps - steps_before < decoded  # answers advanced in shared steps
+    for one, batched in zip(alone, together, strict=True):
+        assert_same_answer(one, batched)
+
+
+def test_a_client_keeps_its_prompt_cached_while_another_types(
+    engine: LlamaEngine, batcher: Batcher
+) -> None:
+    a = CODE + "def area(r):\n    return 3.14 * r"
+    b = "".join(f"class C{i}:\n    size = {i}\n\n" for i in range(60))
+    params = SamplingParams(max_tokens=2, temperature=0)
+    batcher.run(tokens(engine, a), params)
+    batcher.run(tokens(engine, b), params)
+    reused = batcher.stats.reused
+    edited = tokens(engine, a + " *")
+    batcher.run(edited, params)
+    # All but the last unaligned piece of the prompt came from client A's slot.
+    assert batcher.stats.reused - reused >= len(edited) - 2 * batcher.chunk
+
+
+def test_a_session_gets_the_slot_it_used_last(engine: LlamaEngine, batcher: Batcher) -> None:
+    params = SamplingParams(max_tokens=1, temperature=0, session="editor-1")
+    batcher.run(tokens(engine, CODE), params)
+    (slot,) = [s for s in batcher.slots if s.session == "editor-1"]
+    other = SamplingParams(max_tokens=1, temperature=0)
+    for text in ("x = 1", "y = 2", "z = 3"):  # more prompts than free slots
+        batcher.run(tokens(engine, text), other)
+    assert slot.session == "editor-1"
+    batcher.run(tokens(engine, "unrelated = True"), params)
+    assert slot.prompt == tokens(engine, "unrelated = True")
+
+
+def test_completion_is_scheduled_before_waiting_chats_and_chats_are_not_starved(
+    engine: LlamaEngine,
+) -> None:
+    batcher = Batcher(engine, aging=2.0)
+    try:
+        tracker = Tracker(batcher)
+        long = SamplingParams(max_tokens=40, temperature=0)
+        for n in range(3):  # every slot busy
+            tracker.submit(f"busy{n}", tokens(engine, f"# essay number {n}\n"), long)
+        time.sleep(0.3)
+        tracker.submit("chat", tokens(engine, "# a chat"), SamplingParams(max_tokens=2))
+        time.sleep(0.05)
+        quick = SamplingParams(max_tokens=2, temperature=0, priority=0)
+        tracker.submit("completion", tokens(engine, "import nump"), quick)
+        tracker.wait("busy0", "busy1", "busy2", "chat", "completion")
+        assert tracker.first_token.index("completion") < tracker.first_token.index("chat")
+
+        # A chat that has waited past the aging time goes before a fresh completion.
+        for n in range(3):
+            tracker.submit(f"again{n}", tokens(engine, f"# essay number {n}\n"), long)
+        time.sleep(0.2)
+        tracker.submit("patient", tokens(engine, "# a chat"), SamplingParams(max_tokens=2))
+        time.sleep(2.5)
+        tracker.submit("late", tokens(engine, "import nump"), quick)
+        tracker.wait("again0", "again1", "again2", "patient", "late")
+        assert tracker.first_token.index("patient") < tracker.first_token.index("late")
+    finally:
+        batcher.close()
+
+
+def test_a_long_prompt_is_read_in_chunks_beside_decoding_answers(
+    engine: LlamaEngine, batcher: Batcher
+) -> None:
+    tracker = Tracker(batcher)
+    tracker.submit("decoding", tokens(engine, "# count to fifty\n1, 2,"), SamplingParams(60, 0))
+    time.sleep(0.5)
+    before = batcher.stats.largest_step
+    tracker.submit("reading", tokens(engine, CODE), SamplingParams(max_tokens=2, temperature=0))
+    tracker.wait("decoding", "reading")
+    assert before <= batcher.chunk + 1
+    assert batcher.stats.largest_step <= batcher.chunk + 1
+
+
+def test_cancelling_frees_the_slot_within_a_step(engine: LlamaEngine, batcher: Batcher) -> None:
+    tracker = Tracker(batcher)
+    request_id = tracker.submit("long", tokens(engine, "# essay\n"), SamplingParams(2000, 0))
+    time.sleep(0.5)
+    batcher.cancel(request_id)
+    deadline = time.monotonic() + 2
+    while any(s.request is not None for s in batcher.slots):
+        assert time.monotonic() < deadline, "the slot was not freed"
+        time.sleep(0.01)
+    assert "long" not in tracker.answers
+    assert batcher.run(tokens(engine, "x ="), SamplingParams(max_tokens=1, temperature=0))
