@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from codey.backends.fake import FakeBackend, Rule, tokens_of
 from codey.errors import InvalidRequest
 from codey.runtime import Runtime
-from codey.services.completion import CompletionRequest
+from codey.services.completion import CompletionRequest, CompletionService, Shaping
 
 PREFIX = (
     "def average(values):\n"
@@ -83,3 +86,26 @@ async def test_bad_requests_are_refused(fake_runtime: Runtime) -> None:
         await fake_runtime.completion.complete(CompletionRequest("", "  "))
     with pytest.raises(InvalidRequest, match="between 1 and 5"):
         await fake_runtime.completion.complete(CompletionRequest("x = ", max_completions=6))
+
+
+async def test_decoding_ends_where_post_processing_would_cut() -> None:
+    answer = "result = total / len(values)\n    return result\n\n\ndef other():\n    pass\n"
+    backend = FakeBackend(rules=[Rule("total += v", answer)])
+    service = CompletionService(backend)
+    request = CompletionRequest(PREFIX, SUFFIX, max_completions=1, max_tokens=64)
+    stopped = await service.complete(request)
+    whole = await service.complete(replace(request, postprocess=False))
+    assert stopped.suggestions[0].completion == "result = total / len(values)"
+    assert whole.suggestions[0].completion == answer
+    # decoding ended with the newline after the line, not at the end of the script
+    assert stopped.completion_tokens == len(tokens_of("result = total / len(values)\n"))
+    assert whole.completion_tokens == len(tokens_of(answer))
+
+
+def test_shaping_settles_only_once_more_text_cannot_change_the_suggestion() -> None:
+    line = Shaping("x = compute(", ")\nprint(x)\n", "", "x = compute(")
+    assert not line.settled("a, b")
+    assert line.settled("a, b)\n")  # the line is over: whatever follows is cut
+    block = Shaping("def f(n):\n", "", "", "")
+    assert not block.settled("    if n:\n        return 1\n")  # the body may go on
+    assert block.settled("    if n:\n        return 1\n    return 0\n\ndef g")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -63,6 +63,9 @@ class SamplingParams:
     """Scheduling: engines that queue run lower priorities first (completion is 0)."""
     session: str | None = None
     """The client or document asking, so that an engine can keep its prompt cached for it."""
+    until: Callable[[str], bool] | None = None
+    """Ends an answer (finish "stop") once it returns True for the text so far; picklable,
+    since it may cross into an engine process. Engines that cannot ask it decode on."""
 
 
 @dataclass(frozen=True)

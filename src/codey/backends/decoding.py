@@ -88,6 +88,9 @@ class Answer:
             if ready > self._sent:
                 self.on_delta(Delta(self.text[self._sent : ready], self.tokens[-1]))
                 self._sent = ready
+        if self.params.until is not None and self.params.until(self.text):
+            self.end("stop")
+            return None
         if len(self.tokens) >= self.budget:
             self.end("length")
             return None

@@ -150,6 +150,11 @@ class FakeBackend(Backend):
         cut = min((i for s in params.stop if s and (i := out.find(s)) != -1), default=None)
         if cut is not None:
             pieces, finish = _within(pieces, cut), "stop"
+        if params.until is not None:  # as an engine asks it: after each token
+            for end in range(1, len(pieces) + 1):
+                if params.until("".join(pieces[:end])):
+                    pieces, finish = pieces[:end], "stop"
+                    break
         tokens = [
             self._token(p, i, params.top_logprobs, rule.logprob) for i, p in enumerate(pieces)
         ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from codey.backends.base import (
     Backend,
@@ -66,6 +66,38 @@ class CompletionResult:
         return self.prompt_tokens + self.completion_tokens
 
 
+_PROBES = ("x", " " * 64 + "x")
+"""Continuations that post-processing keeps if anything more can be kept: a word on the same
+line, and a line indented deeper than any block."""
+
+
+@dataclass(frozen=True)
+class Shaping:
+    """From the model's raw infill to the suggestion inserted at the cursor; also tells the
+    engine when to stop (it crosses into the engine process, so it is plain data)."""
+
+    prefix: str
+    suffix: str
+    removed: str
+    """Spaces taken off the cursor line before prompting (heal_prefix)."""
+    line_prefix: str
+    postprocess: bool = True
+
+    def __call__(self, raw: str) -> tuple[str, int]:
+        """The suggestion, and where in `raw` it starts."""
+        text = drop_prefix_echo(raw, self.line_prefix) if self.postprocess else raw
+        text = unheal(text, self.removed)
+        offset = len(raw) - len(text)
+        if self.postprocess:
+            text = postprocess(text, self.prefix, self.suffix)
+        return text, offset
+
+    def settled(self, raw: str) -> bool:
+        """True once more text cannot change the suggestion: post-processing would cut it."""
+        now = self(raw)[0]
+        return all(self(raw + probe)[0] == now for probe in _PROBES)
+
+
 class CompletionService:
     def __init__(self, backend: Backend, defaults: SamplingDefaults | None = None) -> None:
         self.backend = backend
@@ -104,17 +136,14 @@ class CompletionService:
             n=request.max_completions,
             session=request.session,
         ).resolve(self.defaults)
-        generation = await self.backend.generate(InfillPrompt(model_prefix, request.suffix), params)
         line_prefix = cursor_at(request.prefix, request.suffix).line_prefix
+        shape = Shaping(request.prefix, request.suffix, removed, line_prefix, request.postprocess)
+        if request.postprocess:
+            params = replace(params, until=shape.settled)
+        generation = await self.backend.generate(InfillPrompt(model_prefix, request.suffix), params)
         best: dict[str, Suggestion] = {}
         for choice in generation.choices:
-            text = choice.text
-            if request.postprocess:
-                text = drop_prefix_echo(text, line_prefix)
-            text = unheal(text, removed)
-            offset = len(choice.text) - len(text)
-            if request.postprocess:
-                text = postprocess(text, request.prefix, request.suffix)
+            text, offset = shape(choice.text)
             if not text.strip():
                 continue
             confidence = round(span_confidence(choice.tokens, [(offset, offset + len(text))]), 4)
