@@ -94,6 +94,24 @@ def test_usage_counts_requests_since_start(fake_client: httpx.Client) -> None:
     assert after["prompt_tokens"] > 0
 
 
+def test_integers_may_be_written_as_floats(fake_client: httpx.Client) -> None:
+    """JSON Schema's integer takes 2.0; booleans and fractions stay refused."""
+    body = {"prefix": "def area(r):\n    ", "suffix": "\n", "max_tokens": 24.0}
+    taken = fake_client.post("/api/v1/codey/complete", json=body | {"max_completions": 2.0})
+    assert taken.status_code == 200, taken.text
+    for wrong in (True, 1.5, "2"):
+        refused = fake_client.post("/api/v1/codey/complete", json=body | {"max_completions": wrong})
+        assert refused.status_code == 400, (wrong, refused.text)
+
+
+def test_usage_of_a_day_that_does_not_exist_is_refused(fake_client: httpx.Client) -> None:
+    assert fake_client.get("/api/v1/codey/usage?day=2026-01-02").json()["day"] == "2026-01-02"
+    for day in ("2026-13-45", "2026-02-30", "86400"):
+        answer = fake_client.get("/api/v1/codey/usage", params={"day": day})
+        assert answer.status_code == 400, (day, answer.text)
+        assert answer.json()["success"] is False and "day" in answer.json()["error"]["message"]
+
+
 def test_health_and_openapi(fake_client: httpx.Client) -> None:
     assert fake_client.get("/healthz").json() == {"status": "ok"}
     assert fake_client.get("/readyz").json()["status"] == "ready"

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import jsonschema_rs
 import openai
 import pytest
+from pydantic import BaseModel
 
+from codey.api.openai.protocol import ChatCompletionRequest, CompletionRequest
 from tests.api.conftest import Server
 
 
@@ -119,3 +122,79 @@ def test_errors_are_openai_error_objects(sdk: openai.OpenAI) -> None:
             model="codey", messages=[{"role": "user", "content": "x"}], temperature=3
         )
     assert bad.value.body["param"] == "temperature"  # type: ignore[index]
+
+
+def test_integers_may_be_written_as_floats(sdk: openai.OpenAI) -> None:
+    """JSON Schema's integer takes 2.0, as the request's schema promises."""
+    response = sdk.chat.completions.create(
+        model="codey",
+        messages=[{"role": "user", "content": "Count from 1 to 10 separated by commas."}],
+        temperature=0,
+        extra_body={"n": 2.0, "max_tokens": 40.0, "seed": 7.0},
+    )
+    assert len(response.choices) == 2
+    with pytest.raises(openai.BadRequestError):
+        sdk.completions.create(model="codey", prompt="x", extra_body={"n": 1.5})
+
+
+BLANK_PART = {"type": "text", "text": "\t"}
+
+
+def _valid(model: type[BaseModel], body: dict[str, object]) -> bool:
+    return jsonschema_rs.Draft202012Validator(model.model_json_schema()).is_valid(body)
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": " \n"}],
+        [{"role": "system", "content": "x"}, {"role": "user", "content": [BLANK_PART]}],
+        [{"role": "assistant", "content": "x"}, {"role": "user"}],
+    ],
+    ids=["a blank turn", "blank parts", "no content"],
+)
+def test_a_chat_where_the_user_says_nothing_is_refused_as_its_schema_says(
+    sdk: openai.OpenAI, messages: list[dict[str, object]]
+) -> None:
+    body = {"model": "codey", "messages": messages}
+    assert not _valid(ChatCompletionRequest, body)
+    with pytest.raises(openai.BadRequestError, match="user message"):
+        sdk.chat.completions.create(model="codey", messages=messages)  # type: ignore[arg-type]
+
+
+def test_the_chat_schema_takes_a_user_turn_with_text_in_any_part() -> None:
+    parts = [{"type": "text", "text": " "}, {"type": "text", "text": "x"}]
+    for messages in ([{"role": "user", "content": "x"}], [{"role": "user", "content": parts}]):
+        assert _valid(ChatCompletionRequest, {"model": "codey", "messages": messages})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"prompt": " "},
+        {"prompt": [""]},
+        {"prompt": "", "suffix": "\n"},
+        {"prompt": "", "suffix": None},
+    ],
+    ids=["a blank prompt", "a blank prompt in a list", "a blank suffix", "a null suffix"],
+)
+def test_a_completion_with_no_text_is_refused_as_its_schema_says(
+    sdk: openai.OpenAI, body: dict[str, object]
+) -> None:
+    assert not _valid(CompletionRequest, {"model": "codey", **body})
+    with pytest.raises(openai.BadRequestError, match="empty"):
+        sdk.completions.create(model="codey", **body)  # type: ignore[call-overload]
+
+
+def test_the_completion_schema_takes_text_on_either_side() -> None:
+    for body in ({"prompt": "x"}, {"prompt": ["x"], "suffix": ""}, {"prompt": "", "suffix": "x"}):
+        assert _valid(CompletionRequest, {"model": "codey", **body})
+
+
+def test_a_stream_of_several_choices_is_refused_as_its_schema_says(sdk: openai.OpenAI) -> None:
+    body = {"model": "codey", "prompt": "x", "stream": True, "n": 2}
+    assert not _valid(CompletionRequest, body)
+    assert _valid(CompletionRequest, body | {"n": 1})
+    assert _valid(CompletionRequest, body | {"stream": False})
+    with pytest.raises(openai.BadRequestError, match="one choice"):
+        sdk.completions.create(model="codey", prompt="x", stream=True, n=2)

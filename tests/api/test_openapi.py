@@ -42,28 +42,9 @@ UNLIMITED = {
 }
 
 PREDICT = "/v1/projects/{project}/locations/{location}/publishers/google/models/{model}"
-WHOLE_FLOATS = (
-    "bug: `strict=True` in `_Body` of api/native/protocol.py and api/openai/protocol.py refuses "
-    "an integer written as 3.0, which JSON Schema's integer admits"
-)
 # Schema-valid bodies codey refuses with 400, and why: positive_data_acceptance is turned off
 # for these operations only. Every other check runs on every operation.
 REFUSED_THOUGH_VALID: list[tuple[str, str]] = [
-    ("/api/v1/codey/generate", WHOLE_FLOATS),
-    ("/api/v1/codey/chat", WHOLE_FLOATS),
-    ("/api/v1/codey/complete", WHOLE_FLOATS),
-    ("/v1/chat/completions", WHOLE_FLOATS),
-    ("/v1/completions", WHOLE_FLOATS),
-    (
-        "/v1/chat/completions",
-        "bug: services/chat.py refuses a conversation without a non-blank user turn, which "
-        "ChatCompletionRequest's schema (api/openai/protocol.py) does not state",
-    ),
-    (
-        "/v1/completions",
-        "bug: services/completion.py refuses a blank prompt without a non-blank suffix, which "
-        "CompletionRequest's schema (api/openai/protocol.py) does not state",
-    ),
     # Cannot be stated: an instance's shape and maxOutputTokens' limit follow the model family
     # named in the path, and a schema cannot make a body depend on a path parameter.
     (PREDICT + ":predict", "instance shape per model family"),
@@ -215,11 +196,6 @@ def test_schemathesis_finds_nothing_on_a_server_with_keys(
     assert passed(result), explain(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: api/vertex/protocol.py `from_tensor` trusts the Tensor's shape and raises on "
-    "a malformed one (500)",
-)
 @pytest.mark.parametrize(
     "tensor",
     [
@@ -234,17 +210,24 @@ def test_a_malformed_tensor_is_refused_with_400(server: Server, tensor: dict[str
     url = server.url + PREDICT.format(project="p", location="l", model="code-bison")
     answer = httpx.post(f"{url}:serverStreamingPredict", json={"inputs": [tensor]})
     assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert "inputs.0" in answer.json()["error"]["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `Parameters` in api/vertex/protocol.py is lax: it takes numbers written as "
-    'strings and booleans, which its schema forbids ("type": "integer" / "number")',
-)
+def test_tensors_carry_integers_as_numbers_or_as_proto3_writes_them(server: Server) -> None:
+    url = server.url + PREDICT.format(project="p", location="l", model="code-bison")
+    counts = [{"intVal": [64]}, {"int64Val": ["64"]}, {"floatVal": [64.0]}]
+    for count in counts:
+        parameters = {"structVal": {"maxOutputTokens": count}}
+        body = {"inputs": [{"structVal": {"prefix": {"stringVal": ["def f():"]}}}]}
+        answer = httpx.post(f"{url}:serverStreamingPredict", json=body | {"parameters": parameters})
+        assert answer.status_code == 200, (count, answer.text)
+
+
 @pytest.mark.parametrize(
     "parameters",
-    [{"candidateCount": "2"}, {"topK": True}, {"temperature": "0.5"}],
-    ids=["count as a string", "topK as a boolean", "temperature as a string"],
+    [{"candidateCount": "2"}, {"topK": True}, {"temperature": "0.5"}, {"candidateCount": 1.5}],
+    ids=["count as a string", "topK as a boolean", "temperature as a string", "count of 1.5"],
 )
 def test_vertex_parameters_of_the_wrong_type_are_refused(
     server: Server, parameters: dict[str, Any]
@@ -253,3 +236,13 @@ def test_vertex_parameters_of_the_wrong_type_are_refused(
     body = {"instances": [{"prefix": "def add(a, b):"}], "parameters": parameters}
     answer = httpx.post(f"{url}:predict", json=body)
     assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_vertex_parameters_take_integers_written_as_floats(server: Server) -> None:
+    url = server.url + PREDICT.format(project="p", location="l", model="code-bison")
+    parameters = {"candidateCount": 2.0, "maxOutputTokens": 64.0, "topK": 40.0, "temperature": 0}
+    body = {"instances": [{"prefix": "def add(a, b):"}], "parameters": parameters}
+    answer = httpx.post(f"{url}:predict", json=body)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["predictions"]) == 2

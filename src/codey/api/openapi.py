@@ -43,7 +43,17 @@ EXTRA: dict[str, tuple[int, ...]] = {
 _EVENT_STREAM = {
     "description": "With `stream: true`: server-sent events, one `data: <chunk>` per token and "
     "`data: [DONE]` last; a failure after the first token arrives as an error event.",
-    "schema": {"type": "string"},
+    # Before OpenAPI 3.2's itemSchema, an event stream's schema describes each event: its fields.
+    "schema": {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {"type": "string"},
+            "event": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    },
 }
 _PREDICTION_ARRAY = {
     "description": "A JSON array of `{outputs: [Tensor]}`, streamed element by element; a "

@@ -7,10 +7,13 @@ request and renders the service's result. Sampling fields left out take the serv
 
 from __future__ import annotations
 
+import re
+from datetime import date
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StringConstraints
 
+from codey.api.numbers import WHOLE
 from codey.backends.base import Message
 from codey.config import Service
 from codey.gateway.job import Answer, Dialect, Job
@@ -23,8 +26,21 @@ NonBlank = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
 Language = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[\w+#.\- ]+$")]
 
 
+def _written_as_a_day(value: object) -> object:
+    # Without this, pydantic would also read "86400" as a day (a Unix time), which the
+    # schema's "format": "date" does not admit.
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("a day is written YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_written_as_a_day)]
+"""A calendar day as YYYY-MM-DD; 2026-13-45 is none."""
+
+
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # false is not 0
+    # false is not 0 nor "2" a number; the integers take 2.0 as JSON Schema does (`WHOLE`)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class _NativeJob(_Body, Job):
@@ -39,10 +55,10 @@ class GenerateBody(_NativeJob):
 
     prompt: NonBlank = Field(description="What the code should do.")
     language: Language = "python"
-    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    max_tokens: Annotated[StrictInt, Field(ge=1, le=32768), WHOLE] | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0, le=1000)
+    top_k: Annotated[StrictInt, Field(ge=0, le=1000), WHOLE] | None = None
     context: str | None = None
     requirements: list[str] = Field(default_factory=list, max_length=50)
 
@@ -128,7 +144,7 @@ class ChatBody(_NativeJob):
     language: Language | None = None
     context: str | None = None
     conversation_id: str | None = Field(default=None, max_length=64)
-    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    max_tokens: Annotated[StrictInt, Field(ge=1, le=32768), WHOLE] | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
 
     def billed_text(self) -> str:
@@ -197,8 +213,8 @@ class CompleteBody(_NativeJob):
     prefix: str
     suffix: str = ""
     language: Language = "python"
-    max_completions: int = Field(default=3, ge=1, le=MAX_COMPLETIONS)
-    max_tokens: int | None = Field(default=None, ge=1, le=512)
+    max_completions: Annotated[StrictInt, Field(ge=1, le=MAX_COMPLETIONS), WHOLE] = 3
+    max_tokens: Annotated[StrictInt, Field(ge=1, le=512), WHOLE] | None = None
     context: str | None = None
 
     def billed_text(self) -> str:

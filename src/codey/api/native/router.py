@@ -13,6 +13,7 @@ from codey.api.native.protocol import (
     ChatResponse,
     CompleteBody,
     CompleteResponse,
+    Day,
     GenerateBody,
     GenerateResponse,
 )
@@ -46,7 +47,7 @@ async def complete(body: CompleteBody, request: Request, who: Caller) -> JSONRes
 async def usage(
     request: Request,
     who: Caller,
-    day: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
+    day: Day | None = None,
     principal_name: Annotated[str | None, Query(alias="principal")] = None,
 ) -> dict[str, Any]:
     """Today's usage per service against quota (`day` and, for admins, `principal` choose)."""
@@ -56,4 +57,4 @@ async def usage(
         if not who.admin:
             raise Forbidden("Only an admin key may read another principal's usage.")
         subject = gateway.keyring.named(principal_name)
-    return await usage_report(gateway, subject, day)
+    return await usage_report(gateway, subject, day.isoformat() if day else None)

@@ -11,8 +11,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic.json_schema import JsonDict
 
+from codey.api.numbers import WHOLE, Integer
 from codey.backends.base import Choice, Delta, FinishReason, Generation, Message
 from codey.config import Service
 from codey.errors import InvalidRequest
@@ -25,7 +27,8 @@ MAX_N = 8
 
 class _Body(BaseModel):
     # Clients send fields codey has no use for (user, presence_penalty, ...); ignore them.
-    model_config = ConfigDict(extra="ignore", strict=True)  # false is not 0
+    # false is not 0 nor "2" a number; the integers take 2.0 as JSON Schema does (`WHOLE`)
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class TextPart(BaseModel):
@@ -74,15 +77,22 @@ class StreamOptions(_Body):
 Stop = str | Annotated[list[str], Field(max_length=4)] | None
 
 
+# A stream carries one choice.
+_ONE_STREAMED_CHOICE: JsonDict = {
+    "anyOf": [{"properties": {"stream": {"const": False}}}, {"properties": {"n": {"const": 1}}}]
+}
+
+
 class _Sampling(_Body, Job):
+    model_config = ConfigDict(json_schema_extra={"allOf": [_ONE_STREAMED_CHOICE]})
     dialect: ClassVar[Dialect] = "openai"
 
     model: str = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    n: int = Field(default=1, ge=1, le=MAX_N)
+    n: Annotated[StrictInt, Field(ge=1, le=MAX_N), WHOLE] = 1
     stop: Stop = None
-    seed: int | None = None
+    seed: Integer | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
 
@@ -121,14 +131,35 @@ class _Sampling(_Body, Job):
             raise InvalidRequest("Streaming returns one choice; send n = 1 or stream = false.")
 
 
+# The chat service answers only a conversation with something said in a user turn.
+_SPOKEN_USER_TURN: JsonDict = {
+    "type": "object",
+    "required": ["role", "content"],
+    "properties": {
+        "role": {"const": "user"},
+        "content": {
+            "anyOf": [
+                {"type": "string", "pattern": r"\S"},
+                {
+                    "type": "array",
+                    "contains": {"required": ["text"], "properties": {"text": {"pattern": r"\S"}}},
+                },
+            ]
+        },
+    },
+}
+
+
 class ChatCompletionRequest(_Sampling):
     service: ClassVar[Service] = "chat"
 
-    messages: list[ChatMessageIn] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    messages: list[ChatMessageIn] = Field(
+        min_length=1, json_schema_extra={"contains": _SPOKEN_USER_TURN}
+    )
+    max_tokens: Annotated[StrictInt, Field(ge=1), WHOLE] | None = None
+    max_completion_tokens: Annotated[StrictInt, Field(ge=1), WHOLE] | None = None
     logprobs: bool = False
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    top_logprobs: Annotated[StrictInt, Field(ge=0, le=20), WHOLE] | None = None
 
     def to_messages(self) -> list[Message]:
         return [m.to_message() for m in self.messages]
@@ -150,13 +181,24 @@ class ChatCompletionRequest(_Sampling):
         return services.chat.stream_reply(self.to_messages(), self.to_sampling())
 
 
+# The completion service needs text in the prompt (a string, or a list's one string), or a
+# suffix with text to fill before.
+_SOME_TEXT: JsonDict = {
+    "anyOf": [
+        {"properties": {"prompt": {"pattern": r"\S", "items": {"pattern": r"\S"}}}},
+        {"required": ["suffix"], "properties": {"suffix": {"type": "string", "pattern": r"\S"}}},
+    ]
+}
+
+
 class CompletionRequest(_Sampling):
+    model_config = ConfigDict(json_schema_extra={"allOf": [_ONE_STREAMED_CHOICE, _SOME_TEXT]})
     service: ClassVar[Service] = "completion"
 
     prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)]
     suffix: str | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    logprobs: int | None = Field(default=None, ge=0, le=5)
+    max_tokens: Annotated[StrictInt, Field(ge=1), WHOLE] | None = None
+    logprobs: Annotated[StrictInt, Field(ge=0, le=5), WHOLE] | None = None
     echo: bool = False
 
     @property

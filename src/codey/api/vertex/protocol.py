@@ -8,13 +8,24 @@ Parameters left out take the service's defaults, within Codey's published output
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    WithJsonSchema,
+)
 
+from codey.api.numbers import WHOLE, Integer, Number
 from codey.backends.base import Delta, Message
 from codey.config import SamplingDefaults, Service
 from codey.errors import InvalidRequest
@@ -54,17 +65,19 @@ class _Body(BaseModel):
 
 
 class Parameters(_Body):
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    max_output_tokens: int | None = Field(
+    # Numbers as their schema says: 64.0 is an integer, "2" and true are no numbers.
+    temperature: Number | None = Field(default=None, ge=0.0, le=2.0)
+    max_output_tokens: Annotated[StrictInt, Field(ge=1), WHOLE] | None = Field(
         default=None,
-        ge=1,
         validation_alias=AliasChoices("maxOutputTokens", "maxDecodeSteps", "max_output_tokens"),
     )
-    candidate_count: int = Field(
-        default=1, ge=1, le=MAX_CANDIDATES, validation_alias=AliasChoices("candidateCount")
+    candidate_count: Annotated[StrictInt, Field(ge=1, le=MAX_CANDIDATES), WHOLE] = Field(
+        default=1, validation_alias=AliasChoices("candidateCount")
     )
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0, validation_alias="topP")
-    top_k: int | None = Field(default=None, ge=1, le=40, validation_alias="topK")
+    top_p: Number | None = Field(default=None, gt=0.0, le=1.0, validation_alias="topP")
+    top_k: Annotated[StrictInt, Field(ge=1, le=40), WHOLE] | None = Field(
+        default=None, validation_alias="topK"
+    )
     stop_sequences: list[str] = Field(
         default_factory=list, max_length=16, validation_alias="stopSequences"
     )
@@ -160,19 +173,46 @@ def chat_prediction(contents: list[str]) -> dict[str, Any]:
 # Streaming: values travel wrapped as Tensors ----------------------------------------------
 
 
-def from_tensor(tensor: dict[str, Any]) -> Any:
-    """A Tensor in its JSON form -> a plain value."""
-    if "structVal" in tensor:
-        return {k: from_tensor(v) for k, v in tensor["structVal"].items()}
-    if "listVal" in tensor:
-        return [from_tensor(v) for v in tensor["listVal"]]
-    for key in ("stringVal", "floatVal", "doubleVal", "intVal", "int64Val", "boolVal"):
-        if key in tensor:
-            values = tensor[key]
-            if key in ("intVal", "int64Val"):
-                values = [int(v) for v in values]
-            return values[0] if len(values) == 1 else values
-    return None
+_DIGITS = r"^-?[0-9]+$"
+
+
+def _int_text(value: object) -> object:
+    return int(value) if isinstance(value, str) and re.match(_DIGITS, value) else value
+
+
+Int64 = Annotated[
+    Integer,
+    BeforeValidator(_int_text),
+    WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string", "pattern": _DIGITS}]}),
+]
+"""An integer, also as proto3's JSON writes a 64-bit one: "64"."""
+
+
+class Tensor(BaseModel):
+    """A value in a Tensor's JSON form: one of its fields, or none for no value."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    struct_val: dict[str, Tensor] | None = Field(default=None, alias="structVal")
+    list_val: list[Tensor] | None = Field(default=None, alias="listVal")
+    string_val: list[str] | None = Field(default=None, alias="stringVal")
+    float_val: list[Number] | None = Field(default=None, alias="floatVal")
+    double_val: list[Number] | None = Field(default=None, alias="doubleVal")
+    int_val: list[Int64] | None = Field(default=None, alias="intVal")
+    int64_val: list[Int64] | None = Field(default=None, alias="int64Val")
+    bool_val: list[bool] | None = Field(default=None, alias="boolVal")
+
+    def value(self) -> Any:
+        """The plain value: a dict, a list, or the one scalar (a list of several)."""
+        if self.struct_val is not None:
+            return {k: v.value() for k, v in self.struct_val.items()}
+        if self.list_val is not None:
+            return [v.value() for v in self.list_val]
+        scalars = (self.string_val, self.float_val, self.double_val, self.int_val, self.int64_val)
+        for values in (*scalars, self.bool_val):
+            if values is not None:
+                return values[0] if len(values) == 1 else values
+        return None
 
 
 def to_tensor(value: Any) -> dict[str, Any]:
@@ -193,14 +233,14 @@ def to_tensor(value: Any) -> dict[str, Any]:
 
 
 class StreamingPredictRequest(_Body):
-    inputs: list[dict[str, Any]] = Field(min_length=1, max_length=1)
-    parameters: dict[str, Any] | None = None
+    inputs: list[Tensor] = Field(min_length=1, max_length=1)
+    parameters: Tensor | None = None
 
     def unwrap(self) -> PredictRequest:
         """The predict request the tensors carry; what does not fit one is located in `inputs`
         or `parameters` of this body."""
-        parameters = from_tensor(self.parameters) if self.parameters else {}
-        instance = from_tensor(self.inputs[0])
+        parameters = self.parameters.value() if self.parameters else {}
+        instance = self.inputs[0].value()
         try:
             return PredictRequest.model_validate(
                 {"instances": [instance], "parameters": parameters or {}}
