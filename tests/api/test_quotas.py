@@ -49,7 +49,6 @@ def start(tmp: Path, config: Path, **env: str) -> Server:
         # Two servers on this machine's cores: threads beyond the cores make both crawl.
         "CODEY_MODEL__THREADS": "1",
         "CODEY_CONFIG": str(config),
-        "CODEY_MODEL__MAX_QUEUE": "1000",
         "CODEY_LIMITS__COMPLETION__REQUESTS_PER_MINUTE": None,
         "CODEY_STORE__SQLITE_PATH": str(tmp / "codey.db"),
     }
