@@ -84,6 +84,18 @@ def test_complete(fake_client: httpx.Client) -> None:
     assert response.json()["tokens_used"] > 0
 
 
+def test_a_session_names_the_typist_but_not_the_answer(fake_client: httpx.Client) -> None:
+    body = {"prefix": "def volume(r):\n    ", "suffix": "\n", "max_completions": 1}
+    first = fake_client.post("/api/v1/codey/complete", json={**body, "session": "editor-1"})
+    other = fake_client.post("/api/v1/codey/complete", json={**body, "session": "editor-2"})
+    assert first.status_code == other.status_code == 200, first.text
+    assert first.json()["cached"] is False
+    assert other.json()["cached"] is True  # same code, same answer, whoever types it
+    assert other.json()["suggestions"] == first.json()["suggestions"]
+    too_long = fake_client.post("/api/v1/codey/complete", json={**body, "session": "x" * 201})
+    assert too_long.status_code == 400 and "session" in too_long.text
+
+
 def test_usage_counts_requests_since_start(fake_client: httpx.Client) -> None:
     before = fake_client.get("/api/v1/codey/usage").json()["services"]["completion"]["requests"]
     fake_client.post(

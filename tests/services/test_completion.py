@@ -109,3 +109,12 @@ def test_shaping_settles_only_once_more_text_cannot_change_the_suggestion() -> N
     block = Shaping("def f(n):\n", "", "", "")
     assert not block.settled("    if n:\n        return 1\n")  # the body may go on
     assert block.settled("    if n:\n        return 1\n    return 0\n\ndef g")
+
+
+async def test_completion_asks_the_engine_first_and_names_the_session() -> None:
+    backend = FakeBackend()
+    await CompletionService(backend).complete(CompletionRequest(PREFIX, SUFFIX, session="ed-1"))
+    (params,) = backend.params
+    assert params.session == "ed-1"
+    assert params.priority == 0  # ahead of generation and chat, which default to 1
+    assert params.until is not None

@@ -88,6 +88,8 @@ class FakeBackend(Backend):
         self._context_length = context_length
         self.prompts: list[Prompt] = []
         """Every prompt received, for tests to read."""
+        self.params: list[SamplingParams] = []
+        """The parameters each prompt came with."""
 
     @classmethod
     def from_deployment(cls, deployment: Deployment) -> FakeBackend:
@@ -130,6 +132,7 @@ class FakeBackend(Backend):
         if count + params.max_tokens > self._context_length:
             raise ContextOverflow(count, params.max_tokens, self._context_length)
         self.prompts.append(prompt)
+        self.params.append(params)
         return count
 
     def _rule(self, prompt: Prompt) -> Rule:

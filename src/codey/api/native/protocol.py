@@ -216,9 +216,18 @@ class CompleteBody(_NativeJob):
     max_completions: Annotated[StrictInt, Field(ge=1, le=MAX_COMPLETIONS), WHOLE] = 3
     max_tokens: Annotated[StrictInt, Field(ge=1, le=512), WHOLE] | None = None
     context: str | None = None
+    session: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The editor or document typing (any id): the engine keeps its prompt "
+        "cached between keystrokes. Without it, the slot whose cached prompt matches best.",
+    )
 
     def billed_text(self) -> str:
         return self.prefix + self.suffix + (self.context or "")
+
+    def cache_request(self) -> dict[str, Any] | None:
+        return self.model_dump(exclude={"session"})  # the same code gets the same answer
 
     async def run(self, services: Services) -> Answer:
         result = await services.completion.complete(self.to_request())
@@ -234,6 +243,7 @@ class CompleteBody(_NativeJob):
             max_completions=self.max_completions,
             max_tokens=self.max_tokens,
             context=self.context,
+            session=self.session,
         )
 
 
