@@ -49,6 +49,13 @@ class ModelSettings(_Section):
         description="Sequences the engine decodes together, each keeping its client's prompt "
         "in the KV cache; each holds context_length tokens (12 KiB a token for the 0.5B model).",
     )
+    shift_tokens: int = Field(
+        default=32,
+        ge=0,
+        description="When a prompt ends like the slot's last one (the code after the cursor), "
+        "reuse that end's KV cells moved to their new positions if it is at least this long, "
+        "instead of reading it again (llama.cpp's cache reuse); 0 reads it again.",
+    )
     max_queued_tokens: int = Field(
         default=262144,
         ge=1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -77,6 +78,11 @@ def test_a_miss_a_hit_and_a_429_each_move_their_counter_by_one(tmp_path: Path) -
     )
     assert after_429[remaining] == 0
     assert ("codey_engine_queue_depth", ()) in after_429
+    # the batcher counted the answer's tokens and the steps that made them
+    decoded = after_miss[("codey_engine_decoded_tokens_total", ())]
+    assert decoded >= after_miss[tokens] - before.get(tokens, 0)
+    assert 0 < after_miss[("codey_engine_steps_total", ())] <= decoded + 8
+    assert after_429[("codey_engine_slots", ())] >= 1
 
 
 @pytest.fixture
@@ -128,9 +134,9 @@ def test_the_dashboard_shows_the_apis_numbers_and_the_playground_returns_code(
     assert cells[4].text == "closed"
     assert cells[5].text.replace(",", "") == str(embedded["attempts"]["ok"])
     assert cells[7].text == embedded["state"] == "ready"
-    assert driver.find_element(By.ID, "engine-status").text.startswith(
-        "Embedded engine: ready, 0 restarts"
-    )
+    engine_line = driver.find_element(By.ID, "engine-status").text
+    assert engine_line.startswith("Embedded engine: ready, 0 restarts"), engine_line
+    assert re.search(r"Slots: \d+ of \d+ busy, \d+ waiting; [\d.]+ tokens per step", engine_line)
 
     driver.find_element(By.ID, "play-generate-run").click()
     wait = WebDriverWait(driver, 180)

@@ -105,6 +105,15 @@ def test_completions_with_suffix_fill_the_middle(sdk: openai.OpenAI) -> None:
     assert response.usage is not None and response.usage.prompt_tokens > 5
 
 
+def test_the_user_names_the_typist_but_not_the_answer(sdk: openai.OpenAI) -> None:
+    asked = dict(model="codey", prompt="def sub(a, b):\n    return ", suffix="\n", max_tokens=8)
+    first = sdk.completions.with_raw_response.create(**asked, temperature=0, user="editor-1")
+    other = sdk.completions.with_raw_response.create(**asked, temperature=0, user="editor-2")
+    assert first.headers["x-codey-cache"] == "miss"
+    assert other.headers["x-codey-cache"] == "hit"  # the same code gets the same answer
+    assert other.parse().choices[0].text == first.parse().choices[0].text
+
+
 def test_completions_streaming(sdk: openai.OpenAI) -> None:
     stream = sdk.completions.create(
         model="codey", prompt="# Python\nimport", max_tokens=6, temperature=0, stream=True

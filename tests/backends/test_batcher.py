@@ -200,3 +200,22 @@ def test_cancelling_frees_the_slot_within_a_step(engine: LlamaEngine, batcher: B
         time.sleep(0.01)
     assert "long" not in tracker.answers
     assert batcher.run(tokens(engine, "x ="), SamplingParams(max_tokens=1, temperature=0))
+
+
+def test_a_keystroke_before_a_long_suffix_moves_the_suffix_instead_of_reading_it(
+    engine: LlamaEngine, batcher: Batcher
+) -> None:
+    head = "import math\n\n\ndef area(r):\n    return math.pi * r"
+    tail = "\n\n\n" + CODE  # the code after the cursor, much longer than a chunk
+    params = SamplingParams(max_tokens=4, temperature=0)
+    batcher.run(tokens(engine, head + tail), params)
+    before = batcher.stats.shifted
+    typed = tokens(engine, head + " *" + tail)
+    answer = batcher.run(typed, params)[0]
+    moved = batcher.stats.shifted - before
+    assert moved >= len(tokens(engine, CODE)) - 2  # the suffix's cells were moved, not read
+    assert answer.tokens and all(t.logprob <= 0 for t in answer.tokens)
+    # the next prompt that shares only a prefix with it reads its own end in full
+    again = batcher.stats.shifted
+    batcher.run(tokens(engine, head + " * r\n"), params)
+    assert batcher.stats.shifted == again

@@ -53,6 +53,7 @@ def create_app(
                 lambda: engine.queue_depth,
                 lambda: engine.decode_rate,
                 lambda: float(engine.state == "ready"),
+                lambda: engine.engine.stats,
             )
         app.state.metrics = metrics
         app.state.gateway = started.gateway

@@ -22,6 +22,7 @@ its inbox.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import queue
 import random
@@ -40,6 +41,8 @@ PREFILL_CHUNK = 128
 """Prompt evaluation step; whole aligned chunks are what the KV cache reuses."""
 AGING_SECONDS = 4.0
 """Waiting this long counts as one step of priority, so low priorities are never starved."""
+SHIFT_TOKENS = 32
+"""The shortest shared prompt end worth keeping by moving its cells."""
 STATS_INTERVAL = 0.5
 _local_ids = itertools.count(-1, -1)
 
@@ -88,6 +91,9 @@ class Slot:
     """The answer's last sampled token, which the next step evaluates."""
     branch: int = 0
     """Which of the request's n answers is being decoded."""
+    skip: tuple[int, int, int] | None = None
+    """(start, end, resume): the prompt's [start, end) is being read on the scratch sequence,
+    in front of the cells moved to [end, resume) from the slot's last prompt."""
 
 
 @dataclass
@@ -100,6 +106,8 @@ class Stats:
     """Answer tokens sampled."""
     prefilled: int = 0
     reused: int = 0
+    shifted: int = 0
+    """Prompt tokens whose cells were moved from an earlier prompt instead of read again."""
     requests: int = 0
     slot_hits: int = 0
     active: int = 0
@@ -121,17 +129,23 @@ class Batcher:
         *,
         chunk: int = PREFILL_CHUNK,
         aging: float = AGING_SECONDS,
+        shift: int = SHIFT_TOKENS,
         on_stats: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.engine = engine
         self.chunk = min(chunk, engine.batch_size)
         self.aging = aging
+        self.shift = shift
+        """Shared prompt ends at least this long are moved instead of read again; 0: never."""
         self.on_stats = on_stats
         self.slots = [Slot(seq) for seq in range(engine.slots)]
         self.stats = Stats(slots=engine.slots)
         self.decode_rate = 0.0
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._waiting: list[Request] = []
+        self._answered: list[Callable[[], None]] = []
+        self._scratch: Slot | None = None
+        """The slot reading on the engine's scratch sequence, if any."""
         self._stats_sent = 0.0
         self._thread = threading.Thread(target=self._loop, name="codey-batcher", daemon=True)
         self._thread.start()
@@ -190,6 +204,9 @@ class Batcher:
             for (slot, piece), index in zip(planned, ends, strict=True):
                 self._advance(slot, len(piece[2]), index)
             self._report()
+            # Answers go out after the counters, so whoever reads both sees their work counted.
+            while self._answered:
+                self._answered.pop(0)()
         for slot in self.slots:
             if slot.request is not None:
                 self._release(slot)
@@ -249,30 +266,84 @@ class Batcher:
             for slot in idle:
                 if slot.session == session:
                     return slot
-        shared = {id(s): _common_prefix(s.prompt, request.tokens) for s in idle}
-        best = max(idle, key=lambda s: (shared[id(s)], s.used))
-        if shared[id(best)] > 0:
+        reusable = {id(s): self._saved(s, request.tokens) for s in idle}
+        best = max(idle, key=lambda s: (reusable[id(s)], s.used))
+        if reusable[id(best)] > 0:
             return best
-        # Nothing to reuse: the slot least worth keeping, unclaimed ones first.
-        return min(idle, key=lambda s: (s.session is not None, s.used))
+        # Nothing to reuse: spare other sessions' prompts, then keep the busy sequences' ids
+        # in one run (llama.cpp computes a run in one pass), then the least recently used.
+        busy = {s.seq for s in self.slots if s.request is not None}
+        return min(
+            idle,
+            key=lambda s: (s.session is not None, _runs(busy | {s.seq}), bool(s.prompt), s.used),
+        )
+
+    def _saved(self, slot: Slot, tokens: list[int]) -> int:
+        """Prompt tokens `slot` spares a request: its shared start, and its shared end if that
+        is worth moving."""
+        keep = self._reusable(slot, tokens)
+        moved = _shared_end(slot.prompt, tokens, keep) - 1
+        return keep + (moved if self.shift and moved >= self.shift else 0)
+
+    def _reusable(self, slot: Slot, tokens: list[int]) -> int:
+        """Prompt tokens `slot` would not have to read again."""
+        if tokens == slot.prompt and slot.kv >= len(tokens) - 1:
+            return len(tokens) - 1
+        common = min(_common_prefix(slot.prompt, tokens), len(tokens) - 1, slot.kv)
+        return common // self.chunk * self.chunk
 
     def _start(self, slot: Slot, request: Request, *, branch: int = 0) -> None:
         tokens = request.tokens
-        last = len(tokens) - 1
-        if tokens == slot.prompt and slot.kv >= last:
-            keep = last
-        else:
-            common = min(_common_prefix(slot.prompt, tokens), last, slot.kv)
-            keep = common // self.chunk * self.chunk
-        self.engine.forget(slot.seq, keep)
+        keep = self._reusable(slot, tokens)
+        moved = self._move_tail(slot, tokens, keep) if self.shift else None
+        if moved is None:
+            self.engine.forget(slot.seq, keep)
         slot.kv = slot.position = keep
         slot.prompt = tokens[:keep]
+        slot.skip = None
+        if moved is not None:
+            end, resume = moved
+            if keep < end:
+                slot.skip = (keep, end, resume)
+            else:  # nothing new in between: only the last token is left to read
+                slot.position = slot.kv = resume
+                slot.prompt = tokens[:resume]
         slot.request, slot.answer, slot.feed = request, None, None
         slot.session = request.params.session or slot.session
         if branch == 0:
             self.stats.reused += keep
             self.stats.slot_hits += keep > 0
         slot.branch = branch
+
+    def _move_tail(self, slot: Slot, tokens: list[int], keep: int) -> tuple[int, int] | None:
+        """Keep the cells of the end the new prompt shares with the slot's last one, moved to
+        their new positions (llama.cpp's cache reuse by KV shifting), so that an edit in the
+        middle (a keystroke before a long suffix) reads only what changed: what is new goes
+        through the scratch sequence, which sees the shared start but not the moved end, and
+        is lent back. The moved cells were computed before the edit, so the answer may differ
+        from a cold one. Returns (where the moved end starts, where reading resumes)."""
+        old, last = slot.prompt, len(tokens) - 1
+        n = _shared_end(old, tokens, keep)
+        if n - 1 < self.shift:  # the last token is read again, for its logits
+            return None
+        old_start, new_start = len(old) - n, len(tokens) - n
+        if keep < new_start:
+            if self._scratch is not None:
+                return None
+            self._scratch = slot
+            self.engine.forget(self.engine.scratch)
+            self.engine.lend(slot.seq, self.engine.scratch, 0, keep)
+        self.engine.forget(slot.seq, keep, old_start)
+        self.engine.forget(slot.seq, len(old) - 1)
+        self.engine.shift(slot.seq, old_start, len(old) - 1, new_start - old_start)
+        self.stats.shifted += n - 1
+        return new_start, last
+
+    def _free_scratch(self, slot: Slot) -> None:
+        if self._scratch is slot:
+            self.engine.forget(self.engine.scratch)
+            self._scratch = None
+        slot.skip = None
 
     def _plan(self) -> list[tuple[Slot, tuple[int, int, list[int]]]]:
         """This step's pieces: a token of each answer, then prompt chunks by urgency."""
@@ -290,7 +361,8 @@ class Batcher:
             piece = self._next_piece(slot)
             if len(piece) > room:
                 break
-            planned.append((slot, (slot.seq, slot.position, piece)))
+            seq = self.engine.scratch if slot.skip is not None else slot.seq
+            planned.append((slot, (seq, slot.position, piece)))
             room -= len(piece)
         return planned
 
@@ -299,7 +371,10 @@ class Batcher:
         tokens = slot.request.tokens  # type: ignore[union-attr]
         last, position = len(tokens) - 1, slot.position
         if position < last:
-            return tokens[position : min((position // self.chunk + 1) * self.chunk, last)]
+            end = min((position // self.chunk + 1) * self.chunk, last)
+            if slot.skip is not None:
+                end = min(end, slot.skip[1])
+            return tokens[position:end]
         return tokens[last:]
 
     def _advance(self, slot: Slot, size: int, index: int) -> None:
@@ -308,6 +383,13 @@ class Batcher:
         assert request is not None
         if slot.answer is None:
             slot.position += size
+            if slot.skip is not None:
+                start, end, resume = slot.skip
+                if slot.position < end:
+                    return
+                self.engine.lend(self.engine.scratch, slot.seq, start, end)
+                self._free_scratch(slot)
+                slot.position = resume
             slot.kv = slot.position
             slot.prompt = request.tokens[: slot.position]
             if slot.position < len(request.tokens):
@@ -348,7 +430,7 @@ class Batcher:
             self._start(slot, request, branch=len(request.choices))
             return
         self._release(slot)
-        request.on_done(request.choices, self.decode_rate)
+        self._answered.append(functools.partial(request.on_done, request.choices, self.decode_rate))
 
     def _fail(self, slot: Slot, message: str) -> None:
         request = slot.request
@@ -361,6 +443,7 @@ class Batcher:
             request.on_error(message)
 
     def _release(self, slot: Slot) -> None:
+        self._free_scratch(slot)
         slot.request, slot.answer, slot.feed = None, None, None
         slot.used = time.monotonic()
 
@@ -393,3 +476,16 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def _shared_end(old: list[int], new: list[int], keep: int) -> int:
+    """How many tokens `old` and `new` end with alike, after their first `keep`."""
+    n, most = 0, min(len(old), len(new) - 1) - keep
+    while n < most and old[-1 - n] == new[-1 - n]:
+        n += 1
+    return n
+
+
+def _runs(seqs: set[int]) -> int:
+    """How many runs of consecutive ids `seqs` makes."""
+    return sum(1 for s in seqs if s - 1 not in seqs)

@@ -66,6 +66,8 @@ class Answer:
         logits = engine.logits(index)
         if not self.tokens and self.first_rank is not None:
             token = _ranked_opening(engine, logits, self.first_rank)
+        elif self.params.temperature == 0:
+            token = int(np.argmax(logits))  # what the greedy sampler picks, without its copy
         else:
             token = self.sampler.sample(engine.context, index)
         if engine.is_eog(token):

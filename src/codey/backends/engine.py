@@ -1,10 +1,12 @@
-"""The embedded llama.cpp model: one context holding a KV stream per sequence, and one
+"""The embedded llama.cpp model: one context whose KV cache holds several sequences, and one
 `llama_decode` per step over tokens of any of them.
 
 Runs in the engine process (engine_worker.py), never in the server; only the batcher's thread
-calls it. Each sequence has a KV stream of its own (`kv_unified = false`), so a sequence's
-attention sees only its own cells: what another client left in the cache cannot change its
-logits, and a sequence decoding alone computes exactly what a one-sequence context computes.
+calls it. The sequences share one pool of cells (`kv_unified`): any mix of them is computed in
+one pass, and a sequence's cells can be lent to another without copying them, which is how a
+keystroke before the cursor is read without reading the code after it again. Flash attention
+skips the cells a sequence may not see, so what other clients left in the cache changes a
+sequence's logits only by the rounding of how its own cells are split between threads.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ class LlamaEngine:
         model_params.use_extra_bufts = extra_buffers
         context = llama_cpp.llama_context_default_params()
         context.n_ctx = context_length * slots
-        context.n_seq_max = slots
-        context.kv_unified = False
+        context.n_seq_max = slots + 1  # and a scratch sequence (`self.scratch`)
+        context.kv_unified = True
+        context.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         context.n_batch = context.n_ubatch = batch_size
         context.n_threads = context.n_threads_batch = threads
         context.no_perf = True
@@ -65,6 +68,8 @@ class LlamaEngine:
         AMX, ..."""
         self.threads = threads
         self.slots = slots
+        self.scratch = slots
+        """A sequence id of no slot's, for reading tokens in front of cells a slot keeps."""
         self.batch_size = batch_size
         self.n_vocab = self.model.n_vocab()
         self.context_length = context_length
@@ -97,9 +102,18 @@ class LlamaEngine:
 
     # -- the KV cache --------------------------------------------------------------------------
 
-    def forget(self, seq: int, keep: int = 0) -> None:
-        """Drop sequence `seq`'s cells from position `keep` on."""
-        llama_cpp.llama_memory_seq_rm(self._memory, seq, keep, -1)
+    def forget(self, seq: int, keep: int = 0, end: int = -1) -> None:
+        """Drop sequence `seq`'s cells from position `keep` on (up to `end`, exclusive)."""
+        llama_cpp.llama_memory_seq_rm(self._memory, seq, keep, end)
+
+    def shift(self, seq: int, start: int, end: int, delta: int) -> None:
+        """Move sequence `seq`'s cells in [start, end) by `delta` positions (llama.cpp rotates
+        their keys before the next step)."""
+        llama_cpp.llama_memory_seq_add(self._memory, seq, start, end, delta)
+
+    def lend(self, source: int, target: int, start: int, end: int) -> None:
+        """Let sequence `target` see `source`'s cells in [start, end) too (no copy)."""
+        llama_cpp.llama_memory_seq_cp(self._memory, source, target, start, end)
 
     def reset(self) -> None:
         """Forget every sequence."""
@@ -109,10 +123,16 @@ class LlamaEngine:
 
     def decode(self, pieces: Sequence[tuple[int, int, Sequence[int]]]) -> list[int]:
         """Evaluate `(seq, first position, tokens)` pieces in one step; each piece's last token
-        gets logits, and its index in the step, returned in order, names them."""
+        gets logits, and its index in the step, returned in the pieces' order, names them.
+
+        The pieces go in by sequence id, which llama.cpp needs to compute them in one pass
+        when each sequence has a stream of its own (`kv_unified = false`).
+        """
         batch, n = self._batch, 0
-        ends: list[int] = []
-        for seq, start, tokens in pieces:
+        order = sorted(range(len(pieces)), key=lambda k: pieces[k][0])
+        ends = [0] * len(pieces)
+        for k in order:
+            seq, start, tokens = pieces[k]
             for offset, token in enumerate(tokens):
                 batch.token[n] = token
                 batch.pos[n] = start + offset
@@ -120,7 +140,7 @@ class LlamaEngine:
                 batch.seq_id[n][0] = seq
                 batch.logits[n] = offset == len(tokens) - 1
                 n += 1
-            ends.append(n - 1)
+            ends[k] = n - 1
         batch.n_tokens = n
         code = llama_cpp.llama_decode(self.context.ctx, batch)
         if code != 0:

@@ -50,6 +50,7 @@ class EngineSpec:
     threads: int
     batch_size: int
     slots: int = 1
+    shift_tokens: int = 0
     extra_buffers: bool = True
 
     @classmethod
@@ -61,6 +62,7 @@ class EngineSpec:
             threads=settings.threads,
             batch_size=settings.batch_size,
             slots=settings.slots,
+            shift_tokens=settings.shift_tokens,
             extra_buffers=settings.extra_buffers,
         )
 
@@ -127,6 +129,7 @@ class EngineProcess:
             "reason": self.reason,
             "pid": self.pid,
             "restarts": self.restarts,
+            "batching": self.stats,
         }
 
     @property

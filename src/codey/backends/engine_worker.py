@@ -66,17 +66,17 @@ def main(argv: list[str]) -> int:
             },
         )
     )
-    serve(engine, channel)
+    serve(engine, channel, shift=spec.get("shift_tokens", 0))
     return 0
 
 
-def serve(engine: LlamaEngine, channel: Channel) -> None:
+def serve(engine: LlamaEngine, channel: Channel, *, shift: int = 0) -> None:
     """Run jobs until the server closes its end; a cancel reaches a running job within a step."""
 
     def report(stats: dict[str, Any]) -> None:
         channel.send(("stats", 0, stats))
 
-    batcher = Batcher(engine, on_stats=report)
+    batcher = Batcher(engine, shift=shift, on_stats=report)
     while (message := channel.recv()) is not None:
         kind, job_id = message[0], message[1]
         if kind == "run":

@@ -102,7 +102,7 @@ class LlamaCppBackend(Backend):
         return self.engine.decode_rate
 
     async def count_tokens(self, prompt: Prompt) -> int:
-        tokens, _ = await asyncio.to_thread(self._render, prompt)
+        tokens, _ = await asyncio.to_thread(self.render, prompt)
         return len(tokens)
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> Generation:
@@ -121,14 +121,15 @@ class LlamaCppBackend(Backend):
         self.vocabulary.close()
 
     async def _prepare(self, prompt: Prompt, params: SamplingParams) -> Rendered:
-        tokens, stop = await asyncio.to_thread(self._render, prompt)
+        tokens, stop = await asyncio.to_thread(self.render, prompt)
         if not tokens:
             raise InvalidRequest("The prompt is empty.")
         if len(tokens) + params.max_tokens > self.context_length:
             raise ContextOverflow(len(tokens), params.max_tokens, self.context_length)
         return tokens, stop
 
-    def _render(self, prompt: Prompt) -> Rendered:
+    def render(self, prompt: Prompt) -> Rendered:
+        """The tokens the engine receives for `prompt`, and the stop strings its format adds."""
         engine = self.vocabulary
         if isinstance(prompt, ChatPrompt):
             if self._chat is None:

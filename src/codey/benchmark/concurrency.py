@@ -9,10 +9,13 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from codey.backends.base import Message
 from codey.backends.engine_process import EngineSpec
+from codey.services.chat import system_prompt
 
 TOPICS = (
     "an LRU cache class with get, put and eviction, and its unit tests",
@@ -30,6 +33,21 @@ def chat_prompts(n: int) -> list[str]:
     """`n` distinct requests that each call for a long answer; none shares another's prefix
     beyond the chat template."""
     return [f"Write in Python {TOPICS[i % len(TOPICS)]}. (#{i})" for i in range(n)]
+
+
+def chat_messages(prompt: str) -> list[Message]:
+    """The turns codey's chat service sends for a first message."""
+    return [Message("system", system_prompt(None, None)), Message("user", prompt)]
+
+
+def chat_body(prompt: str, max_tokens: int) -> dict[str, Any]:
+    """The same turns as an OpenAI chat request, greedy."""
+    return {
+        "model": "codey",
+        "messages": [{"role": m.role, "content": m.content} for m in chat_messages(prompt)],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
 
 
 def bare_batched(spec: EngineSpec, prompts: list[list[int]], max_tokens: int) -> float:
@@ -88,3 +106,30 @@ async def aggregate(
         counts = await asyncio.gather(*(one(r * streams + i) for i in range(streams)))
         total += sum(counts)
     return total / (time.perf_counter() - started), total
+
+
+async def sweep(
+    one: Callable[[int], Awaitable[int]],
+    streams: list[int],
+    bare: Callable[[int], float] | None,
+    progress: Callable[[int], None],
+) -> list[dict[str, Any]]:
+    """At each number of concurrent streams: codey's aggregate tokens/s and, when `bare` is
+    given, the bare engine's on the same number of sequences, with their ratio."""
+    rows: list[dict[str, Any]] = []
+    offset = 0
+    for n in streams:
+
+        async def shifted(i: int, offset: int = offset) -> int:
+            return await one(offset + i)
+
+        rate, tokens = await aggregate(shifted, n)
+        offset += n
+        row: dict[str, Any] = {"streams": n, "tokens": tokens, "tokens_per_s": round(rate, 1)}
+        if bare is not None:
+            base = await asyncio.to_thread(bare, n)
+            row["bare_tokens_per_s"] = round(base, 1)
+            row["ratio_to_bare"] = round(rate / base, 3) if base else None
+        rows.append(row)
+        progress(1)
+    return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -25,6 +26,25 @@ def latency_histogram(samples: list[Sample], bare: list[Sample], path: Path) -> 
         ax.set_xlabel("latency (s)")
         ax.set_ylabel("requests")
         ax.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def throughput_by_streams(rows: list[dict[str, Any]], path: Path) -> None:
+    """Aggregate tokens/s against concurrent streams, codey beside the bare engine."""
+    figure, ax = plt.subplots(figsize=(5.2, 3.6))
+    streams = [r["streams"] for r in rows]
+    ax.plot(streams, [r["tokens_per_s"] for r in rows], "o-", color="#2f6fde", label="codey")
+    if all("bare_tokens_per_s" in r for r in rows):
+        bare = [r["bare_tokens_per_s"] for r in rows]
+        ax.plot(streams, bare, "s--", color="#999999", label="bare engine, batched")
+    ax.set_xlabel("concurrent streams")
+    ax.set_ylabel("aggregate tokens/s")
+    ax.set_xticks(streams)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

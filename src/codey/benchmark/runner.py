@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 import llama_cpp
 
-from codey.backends.base import Message
+from codey.backends.base import ChatPrompt, Message, SamplingParams
 from codey.backends.engine_process import EngineSpec
 from codey.backends.fim import FIM_TEMPLATES
+from codey.benchmark import concurrency
 from codey.benchmark.workload import Job
 from codey.errors import ConfigError
 from codey.runtime import Runtime
@@ -157,6 +158,50 @@ async def bare_engine(runtime: Runtime, jobs: list[Job], progress: Progress) -> 
             samples.append(Sample(job.service, seconds, tokens, True))
             progress(1)
     return samples
+
+
+async def concurrent_chats(
+    runtime: Runtime,
+    url: str | None,
+    key: str | None,
+    levels: list[int],
+    max_tokens: int,
+    progress: Progress,
+) -> list[dict[str, Any]]:
+    """Aggregate tokens/s of 1, 4, 8, ... concurrent greedy chats, over HTTP (the OpenAI
+    dialect) or on the embedded backend in-process, beside the bare engine batched."""
+    prompts = concurrency.chat_prompts(sum(levels))
+    embedded = runtime.embedded
+    bare = None
+    if embedded is not None:
+        spec = embedded.engine.spec
+        rendered = [embedded.render(ChatPrompt(concurrency.chat_messages(p)))[0] for p in prompts]
+
+        def bare(n: int) -> float:
+            return concurrency.bare_batched(spec, rendered[:n], max_tokens)
+
+    if url is None:
+        if embedded is None:
+            raise ConfigError("In-process concurrent chats need the embedded model.")
+        greedy = SamplingParams(max_tokens=max_tokens, temperature=0)
+
+        async def local(i: int) -> int:
+            prompt = ChatPrompt(concurrency.chat_messages(prompts[i]))
+            return (await embedded.generate(prompt, greedy)).completion_tokens
+
+        return await concurrency.sweep(local, levels, bare, progress)
+    headers = {"cache-control": "no-cache, no-store"}
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=900) as client:
+
+        async def remote(i: int) -> int:
+            body = concurrency.chat_body(prompts[i], max_tokens)
+            response = await client.post("/v1/chat/completions", json=body)
+            response.raise_for_status()
+            return int(response.json()["usage"]["completion_tokens"])
+
+        return await concurrency.sweep(remote, levels, bare, progress)
 
 
 def _system() -> Message:

@@ -28,12 +28,20 @@ def bench(
     output: Annotated[Path, typer.Option(help="Folder for the PNG and the JSON.")] = Path(
         "artifacts/bench"
     ),
+    streams: Annotated[
+        str | None,
+        typer.Option(
+            help="Also run this many concurrent chats at once, e.g. 1,4,8: aggregate tokens/s "
+            "beside the bare engine batched, plotted against concurrency."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run the original design's five generation prompts, chat turns and completions at
     several prefix lengths; print min, median, p95 and max latency, requests/s and tokens/s per
     service, each with its ratio to the bare engine on the same prompts in the same run."""
     jobs = workload.jobs(requests, max_tokens)
+    levels = [int(n) for n in streams.split(",")] if streams else []
     output.mkdir(parents=True, exist_ok=True)
 
     async def job(runtime: Runtime) -> dict[str, object]:
@@ -47,6 +55,12 @@ def bench(
                 samples, wall = await runner.in_process(runtime, jobs, concurrency, advance)
             task = progress.add_task("bare engine", total=len(jobs))
             bare = await runner.bare_engine(runtime, jobs, lambda n: progress.advance(task, n))
+            sweep = None
+            if levels:
+                task = progress.add_task("concurrent chats", total=len(levels))
+                sweep = await runner.concurrent_chats(
+                    runtime, url, key, levels, max_tokens, lambda n: progress.advance(task, n)
+                )
         plot.latency_histogram(samples, bare, output / "latency.png")
         result = {
             "target": url or "in-process",
@@ -56,6 +70,9 @@ def bench(
             "wall_seconds": round(wall, 2),
             "services": runner.summarise(samples, wall, bare),
         }
+        if sweep:
+            plot.throughput_by_streams(sweep, output / "throughput.png")
+            result["streams"] = sweep
         (output / "bench.json").write_text(json.dumps(result, indent=2))
         return result
 
@@ -90,4 +107,15 @@ def bench(
             str(s["ratio_to_bare"]),
         )
     console.print(table)
+    if levels:
+        table = Table("streams", "tok/s", "bare batched tok/s", "ratio", title="concurrent chats")
+        for row in result["streams"]:  # type: ignore[attr-defined]
+            table.add_row(
+                str(row["streams"]),
+                str(row["tokens_per_s"]),
+                str(row.get("bare_tokens_per_s", "-")),
+                str(row.get("ratio_to_bare", "-")),
+            )
+        console.print(table)
+        console.print(f"[dim]{output}/throughput.png[/]")
     console.print(f"[dim]{output}/latency.png and {output}/bench.json[/]")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from codey.gateway.ledger import LedgerRow
 
@@ -99,11 +102,17 @@ class Metrics:
         self.attempts.labels(model, deployment, outcome).inc()
 
     def watch_engine(
-        self, depth: Callable[[], float], rate: Callable[[], float], up: Callable[[], float]
+        self,
+        depth: Callable[[], float],
+        rate: Callable[[], float],
+        up: Callable[[], float],
+        batching: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.queue_depth.set_function(depth)
         self.decode_rate.set_function(rate)
         self.engine_up.set_function(up)
+        if batching is not None:
+            self.registry.register(_BatchingCollector(batching))
 
     def observe(self, row: LedgerRow, kind: str | None = None) -> None:
         cache = "hit" if row.cached else "miss"
@@ -119,3 +128,36 @@ class Metrics:
         self.quota_used.labels(service, principal).set(used)
         if limit is not None:
             self.quota_remaining.labels(service, principal).set(max(limit - used, 0))
+
+
+class _BatchingCollector(Collector):
+    """The engine's batcher counters, read at each scrape (they restart with the engine)."""
+
+    GAUGES = (
+        ("active", "codey_engine_active_sequences", "Requests holding a slot."),
+        ("waiting", "codey_engine_waiting_requests", "Requests waiting for a slot."),
+        ("kv_cells", "codey_engine_kv_cells_used", "KV cache cells the slots hold."),
+        ("slots", "codey_engine_slots", "Sequences the engine can decode together."),
+    )
+    COUNTERS = (
+        ("steps", "codey_engine_steps", "llama_decode steps."),
+        (
+            "step_tokens",
+            "codey_engine_step_tokens",
+            "Tokens over all steps; over codey_engine_steps_total, the batch size per step.",
+        ),
+        ("decoded", "codey_engine_decoded_tokens", "Answer tokens sampled."),
+        ("prefilled", "codey_engine_prefilled_tokens", "Prompt tokens read."),
+        ("slot_hits", "codey_engine_slot_hits", "Requests that found part of their prompt cached."),
+        ("reused", "codey_engine_reused_prompt_tokens", "Prompt tokens taken from the cache."),
+    )
+
+    def __init__(self, stats: Callable[[], Mapping[str, Any]]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats()
+        for key, name, doc in self.GAUGES:
+            yield GaugeMetricFamily(name, doc, value=float(stats.get(key, 0)))
+        for key, name, doc in self.COUNTERS:
+            yield CounterMetricFamily(name, doc, value=float(stats.get(key, 0)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -200,13 +201,21 @@ class CompletionRequest(_Sampling):
     max_tokens: Annotated[StrictInt, Field(ge=1), WHOLE] | None = None
     logprobs: Annotated[StrictInt, Field(ge=0, le=5), WHOLE] | None = None
     echo: bool = False
+    user: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The end user (or editor) asking: the engine keeps their prompt cached.",
+    )
+
+    def cache_request(self) -> dict[str, Any] | None:
+        return self.model_dump(exclude={"user"})  # the same prompt gets the same answer
 
     @property
     def prompt_text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
     def to_sampling(self) -> Sampling:
-        return self._sampling(self.max_tokens, self.logprobs or 0)
+        return replace(self._sampling(self.max_tokens, self.logprobs or 0), session=self.user)
 
     def billed_text(self) -> str:
         return self.prompt_text + (self.suffix or "")
