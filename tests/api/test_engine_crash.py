@@ -80,7 +80,7 @@ def test_a_segfault_in_the_engine_costs_only_the_requests_in_hand(server: Server
     client = httpx.Client(base_url=server.url, timeout=300)
     pid = engine_of(client)["pid"]
     results: list[Any] = []
-    # One stream is under way before the crash, the others wait in the engine behind it.
+    # One stream is under way before the crash; the others are batched beside it or wait.
     streaming = client.stream("POST", FIRST[1], json=FIRST[2])
     response = streaming.__enter__()
     events = response.iter_lines()
@@ -114,7 +114,16 @@ def test_a_segfault_in_the_engine_costs_only_the_requests_in_hand(server: Server
     assert json.loads(data[-2])["error"]["code"] == "engine_crashed"
 
     assert len(results) == len(REQUESTS)
+    answered = 0
     for dialect, path, status, headers, text in results:
+        streamed = text.startswith("data:") or path.endswith(":serverStreamingPredict")
+        if status == 200 and streamed:
+            # a stream under way when the engine died ends with the dialect's error in it
+            assert "SIGSEGV" in text and "engine" in text, (path, text)
+            continue
+        if status == 200:  # a short answer batched beside the others, done before the crash
+            answered += 1
+            continue
         assert status == 503, (path, status, text)
         assert int(headers["retry-after"]) >= 1
         body = json.loads(text)
@@ -143,8 +152,11 @@ def test_a_segfault_in_the_engine_costs_only_the_requests_in_hand(server: Server
     again = client.post("/api/v1/codey/complete", json={"prefix": "import os\nos.", "suffix": ""})
     assert again.status_code == 200, again.text
 
-    # One ledger row per request, none lost: 8 crashed, 1 answered after the restart.
+    # One ledger row per request, none lost: those the crash cut short as 503 (streams too),
+    # those answered before it and the one after the restart as 200.
     db = sqlite3.connect(Path(server.log).parent / "codey.db")
     statuses = [s for (s,) in db.execute("SELECT status FROM ledger ORDER BY id")]
     db.close()
-    assert sorted(statuses) == [200] + [503] * (len(REQUESTS) + 1), statuses
+    crashed = len(REQUESTS) + 1 - answered
+    assert sorted(statuses) == [200] * (1 + answered) + [503] * crashed, statuses
+    assert crashed >= 2  # the first stream and the long generations at least
