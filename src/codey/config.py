@@ -50,7 +50,7 @@ class ModelSettings(_Section):
         "in the KV cache; each holds context_length tokens (12 KiB a token for the 0.5B model).",
     )
     shift_tokens: int = Field(
-        default=32,
+        default=0,
         ge=0,
         description="When a prompt ends like the slot's last one (the code after the cursor), "
         "reuse that end's KV cells moved to their new positions if it is at least this long, "

@@ -132,6 +132,11 @@ def test_a_client_keeps_its_prompt_cached_while_another_types(
     batcher.run(edited, params)
     # All but the last unaligned piece of the prompt came from client A's slot.
     assert batcher.stats.reused - reused >= len(edited) - 2 * batcher.chunk
+    # A completion (priority 0) reuses the whole shared start: a keystroke reads what it added.
+    typed = tokens(engine, a + " * 2")
+    reused = batcher.stats.reused
+    batcher.run(typed, SamplingParams(max_tokens=2, temperature=0, priority=0))
+    assert batcher.stats.reused - reused >= len(typed) - 4
 
 
 def test_a_session_gets_the_slot_it_used_last(engine: LlamaEngine, batcher: Batcher) -> None:

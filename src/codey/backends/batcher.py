@@ -13,7 +13,13 @@ token of each answer being decoded and a chunk of a prompt being read.
   token alone, and only whole aligned chunks are reused (or the whole prompt, when it is the
   same as the slot's last): a request alone gets the same logits whatever the cache held
   before. A request batched with others shares its steps with their tokens, and llama.cpp's
-  kernels round differently for other shapes, so it may differ in rare tokens.
+  kernels round differently for other shapes, so it may differ in rare tokens. Completions
+  (priority 0) reuse the whole shared start instead: a keystroke then costs what follows the
+  cursor, and the cells differ from a cold read only by that same rounding.
+- **Moving a shared end** (`shift`, off by default): the cells of the code after the cursor
+  can be moved instead of read again, but they were computed before the keystroke, and the
+  model then answers as if it had not been typed (bench/batching.py measured it), so it is
+  left to other uses, such as context placed before the code.
 
 n > 1 answers run one after another in the request's slot, each re-reading only the prompt's
 last token. Everything here runs on the batcher's own thread; other threads talk to it through
@@ -266,7 +272,8 @@ class Batcher:
             for slot in idle:
                 if slot.session == session:
                     return slot
-        reusable = {id(s): self._saved(s, request.tokens) for s in idle}
+        priority = request.params.priority
+        reusable = {id(s): self._saved(s, request.tokens, priority) for s in idle}
         best = max(idle, key=lambda s: (reusable[id(s)], s.used))
         if reusable[id(best)] > 0:
             return best
@@ -278,23 +285,25 @@ class Batcher:
             key=lambda s: (s.session is not None, _runs(busy | {s.seq}), bool(s.prompt), s.used),
         )
 
-    def _saved(self, slot: Slot, tokens: list[int]) -> int:
+    def _saved(self, slot: Slot, tokens: list[int], priority: int) -> int:
         """Prompt tokens `slot` spares a request: its shared start, and its shared end if that
         is worth moving."""
-        keep = self._reusable(slot, tokens)
+        keep = self._reusable(slot, tokens, priority)
         moved = _shared_end(slot.prompt, tokens, keep) - 1
         return keep + (moved if self.shift and moved >= self.shift else 0)
 
-    def _reusable(self, slot: Slot, tokens: list[int]) -> int:
-        """Prompt tokens `slot` would not have to read again."""
+    def _reusable(self, slot: Slot, tokens: list[int], priority: int = 1) -> int:
+        """Prompt tokens `slot` would not have to read again: whole aligned chunks, or, for a
+        completion (priority 0: a keystroke is waiting), the whole shared start, whose cells
+        differ from a cold read only by rounding, as a batched step's do."""
         if tokens == slot.prompt and slot.kv >= len(tokens) - 1:
             return len(tokens) - 1
         common = min(_common_prefix(slot.prompt, tokens), len(tokens) - 1, slot.kv)
-        return common // self.chunk * self.chunk
+        return common if priority == 0 else common // self.chunk * self.chunk
 
     def _start(self, slot: Slot, request: Request, *, branch: int = 0) -> None:
         tokens = request.tokens
-        keep = self._reusable(slot, tokens)
+        keep = self._reusable(slot, tokens, request.params.priority)
         moved = self._move_tail(slot, tokens, keep) if self.shift else None
         if moved is None:
             self.engine.forget(slot.seq, keep)

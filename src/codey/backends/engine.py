@@ -55,6 +55,7 @@ class LlamaEngine:
         context.n_batch = context.n_ubatch = batch_size
         context.n_threads = context.n_threads_batch = threads
         context.no_perf = True
+        llama_cpp._logger.set_verbose(False)  # llama.cpp's own log: errors only
         try:
             with _load_log() as lines:
                 self.model = LlamaModel(path_model=str(path), params=model_params, verbose=False)
