@@ -275,7 +275,9 @@ class Batcher:
         priority = request.params.priority
         reusable = {id(s): self._saved(s, request.tokens, priority) for s in idle}
         best = max(idle, key=lambda s: (reusable[id(s)], s.used))
-        if reusable[id(best)] > 0:
+        # A slot is worth taking from whoever used it last only if it spares a real part of
+        # the prompt (a shared chat template or FIM opening does not).
+        if reusable[id(best)] >= min(self.chunk, len(request.tokens) // 2):
             return best
         # Nothing to reuse: spare other sessions' prompts, then keep the busy sequences' ids
         # in one run (llama.cpp computes a run in one pass), then the least recently used.
