@@ -208,8 +208,17 @@ def test_cancelling_frees_the_slot_within_a_step(engine: LlamaEngine, batcher: B
 
 
 def test_a_keystroke_before_a_long_suffix_moves_the_suffix_instead_of_reading_it(
-    engine: LlamaEngine, batcher: Batcher
+    engine: LlamaEngine,
 ) -> None:
+    engine.reset()
+    batcher = Batcher(engine, shift=32)  # off by default (model.shift_tokens)
+    try:
+        _moves_the_suffix(engine, batcher)
+    finally:
+        batcher.close()
+
+
+def _moves_the_suffix(engine: LlamaEngine, batcher: Batcher) -> None:
     head = "import math\n\n\ndef area(r):\n    return math.pi * r"
     tail = "\n\n\n" + CODE  # the code after the cursor, much longer than a chunk
     params = SamplingParams(max_tokens=4, temperature=0)

@@ -47,8 +47,6 @@ PREFILL_CHUNK = 128
 """Prompt evaluation step; whole aligned chunks are what the KV cache reuses."""
 AGING_SECONDS = 4.0
 """Waiting this long counts as one step of priority, so low priorities are never starved."""
-SHIFT_TOKENS = 32
-"""The shortest shared prompt end worth keeping by moving its cells."""
 STATS_INTERVAL = 0.5
 _local_ids = itertools.count(-1, -1)
 
@@ -67,7 +65,8 @@ class Request:
     on_delta: OnDelta | None = None
     arrived: float = field(default_factory=time.monotonic)
     choices: list[Choice] = field(default_factory=list)
-    seed: int = 0
+    seed: int = field(init=False)
+    """The first answer's seed: the caller's, or a random one; answer i uses seed + i."""
 
     def __post_init__(self) -> None:
         p = self.params
@@ -135,7 +134,7 @@ class Batcher:
         *,
         chunk: int = PREFILL_CHUNK,
         aging: float = AGING_SECONDS,
-        shift: int = SHIFT_TOKENS,
+        shift: int = 0,
         on_stats: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.engine = engine
@@ -279,22 +278,20 @@ class Batcher:
         # the prompt (a shared chat template or FIM opening does not).
         if reusable[id(best)] >= min(self.chunk, len(request.tokens) // 2):
             return best
-        # Nothing to reuse: spare other sessions' prompts, then keep the busy sequences' ids
-        # in one run (llama.cpp computes a run in one pass), then the least recently used.
-        busy = {s.seq for s in self.slots if s.request is not None}
-        return min(
-            idle,
-            key=lambda s: (s.session is not None, _runs(busy | {s.seq}), bool(s.prompt), s.used),
-        )
+        # Nothing to reuse: spare other sessions' prompts, then any cached one, then the least
+        # recently used.
+        return min(idle, key=lambda s: (s.session is not None, bool(s.prompt), s.used))
 
     def _saved(self, slot: Slot, tokens: list[int], priority: int) -> int:
         """Prompt tokens `slot` spares a request: its shared start, and its shared end if that
         is worth moving."""
         keep = self._reusable(slot, tokens, priority)
+        if not self.shift:
+            return keep
         moved = _shared_end(slot.prompt, tokens, keep) - 1
-        return keep + (moved if self.shift and moved >= self.shift else 0)
+        return keep + (moved if moved >= self.shift else 0)
 
-    def _reusable(self, slot: Slot, tokens: list[int], priority: int = 1) -> int:
+    def _reusable(self, slot: Slot, tokens: list[int], priority: int) -> int:
         """Prompt tokens `slot` would not have to read again: whole aligned chunks, or, for a
         completion (priority 0: a keystroke is waiting), the whole shared start, whose cells
         differ from a cold read only by rounding, as a batched step's do."""
@@ -495,8 +492,3 @@ def _shared_end(old: list[int], new: list[int], keep: int) -> int:
     while n < most and old[-1 - n] == new[-1 - n]:
         n += 1
     return n
-
-
-def _runs(seqs: set[int]) -> int:
-    """How many runs of consecutive ids `seqs` makes."""
-    return sum(1 for s in seqs if s - 1 not in seqs)

@@ -124,16 +124,10 @@ class LlamaEngine:
 
     def decode(self, pieces: Sequence[tuple[int, int, Sequence[int]]]) -> list[int]:
         """Evaluate `(seq, first position, tokens)` pieces in one step; each piece's last token
-        gets logits, and its index in the step, returned in the pieces' order, names them.
-
-        The pieces go in by sequence id, which llama.cpp needs to compute them in one pass
-        when each sequence has a stream of its own (`kv_unified = false`).
-        """
+        gets logits, and its index in the step, returned in order, names them."""
         batch, n = self._batch, 0
-        order = sorted(range(len(pieces)), key=lambda k: pieces[k][0])
-        ends = [0] * len(pieces)
-        for k in order:
-            seq, start, tokens = pieces[k]
+        ends: list[int] = []
+        for seq, start, tokens in pieces:
             for offset, token in enumerate(tokens):
                 batch.token[n] = token
                 batch.pos[n] = start + offset
@@ -141,7 +135,7 @@ class LlamaEngine:
                 batch.seq_id[n][0] = seq
                 batch.logits[n] = offset == len(tokens) - 1
                 n += 1
-            ends[k] = n - 1
+            ends.append(n - 1)
         batch.n_tokens = n
         code = llama_cpp.llama_decode(self.context.ctx, batch)
         if code != 0:
