@@ -16,4 +16,4 @@ fi
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy src
-exec .venv/bin/pytest "$@"
+exec .venv/bin/pytest --slow "$@"

@@ -64,3 +64,19 @@ async def fake_runtime(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "codey.db"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run the tests that take minutes")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `slow` wait out real per-minute windows or fuzz the API for a minute: they
+    run with --slow (as scripts/test.sh runs the suite), so that `pytest -m "not model"` stays
+    quick."""
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="takes minutes; run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

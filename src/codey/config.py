@@ -95,6 +95,13 @@ class SamplingDefaults(_Section):
     priority: int = Field(
         default=1, ge=0, le=9, description="In the embedded engine's queue, lower runs first."
     )
+    draft_tokens: int = Field(
+        default=0,
+        ge=0,
+        le=32,
+        description="Embedded engine: guess up to this many tokens a step from n-grams already "
+        "in the prompt or answer (prompt lookup) and keep those the model agrees with; 0: off.",
+    )
 
 
 class GenerationSettings(SamplingDefaults):

@@ -1,5 +1,6 @@
 """/openapi.json tells the truth: schemathesis runs every operation against a real `codey serve`
-on the scripted backend, with all its checks, in positive and negative modes."""
+on the scripted backend, with all its checks, in positive and negative modes (its runs are
+marked slow: a minute of fuzzing, in the whole suite only)."""
 
 from __future__ import annotations
 
@@ -159,6 +160,7 @@ def test_every_route_named_in_the_tables_exists() -> None:
     assert set(openapi.EXTRA) <= names and set(openapi.STREAMED) <= names
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_nothing_in_the_served_document(server: Server, tmp_path: Path) -> None:
     """Any model name, as served. The coverage phase's boundary values run in the next test:
     here they would only repeat its requests, or stop at an unknown model's 404."""
@@ -167,6 +169,7 @@ def test_schemathesis_finds_nothing_in_the_served_document(server: Server, tmp_p
     assert passed(result), explain(result)
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_nothing_with_the_names_this_server_serves(
     server: Server, document: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -187,6 +190,7 @@ def test_schemathesis_finds_nothing_with_the_names_this_server_serves(
     assert passed(result), explain(result)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", [None, CHAT_ONLY_KEY], ids=["no key", "a chat-only key"])
 def test_schemathesis_finds_nothing_on_a_server_with_keys(
     keyed_server: Server, key: str | None, tmp_path: Path

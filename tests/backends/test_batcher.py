@@ -233,3 +233,20 @@ def _moves_the_suffix(engine: LlamaEngine, batcher: Batcher) -> None:
     again = batcher.stats.shifted
     batcher.run(tokens(engine, head + " * r\n"), params)
     assert batcher.stats.shifted == again
+
+
+def test_drafts_from_the_prompt_are_checked_in_one_step_and_change_nothing(
+    engine: LlamaEngine, batcher: Batcher
+) -> None:
+    # The model goes on with the prompt's pattern, so the prompt's n-grams guess well; what it
+    # accepts costs no step of its own.
+    prompt = tokens(engine, CODE + "def f40(x):\n    return x * 40 + 5\n\n")
+    plain = SamplingParams(max_tokens=40, temperature=0, top_logprobs=2)
+    alone = batcher.run(prompt, plain)[0]
+    steps, decoded = batcher.stats.steps, batcher.stats.decoded
+    drafted = batcher.run(prompt, SamplingParams(**{**plain.__dict__, "draft": 8}))[0]
+    accepted = batcher.stats.accepted
+    assert accepted > 10 and batcher.stats.drafted >= accepted
+    assert batcher.stats.decoded - decoded == len(drafted.tokens)
+    assert batcher.stats.steps - steps <= len(drafted.tokens) - accepted + 1
+    assert_same_answer(alone, drafted)

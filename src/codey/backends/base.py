@@ -63,6 +63,9 @@ class SamplingParams:
     """Scheduling: engines that queue run lower priorities first (completion is 0)."""
     session: str | None = None
     """The client or document asking, so that an engine can keep its prompt cached for it."""
+    draft: int = 0
+    """Speculative decoding by prompt lookup: guess up to this many tokens at a step from the
+    prompt's and answer's own n-grams; 0 guesses none. Answers are the same either way."""
     until: Callable[[str], bool] | None = None
     """Ends an answer (finish "stop") once it returns True for the text so far; picklable,
     since it may cross into an engine process. Engines that cannot ask it decode on."""

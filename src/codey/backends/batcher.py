@@ -40,7 +40,8 @@ from typing import Any
 
 from codey.backends.base import Choice, SamplingParams
 from codey.backends.decoding import Answer, OnDelta
-from codey.backends.engine import LlamaEngine
+from codey.backends.engine import LlamaEngine, Piece
+from codey.backends.lookup import Lookup
 from codey.errors import BackendError
 
 PREFILL_CHUNK = 128
@@ -94,6 +95,9 @@ class Slot:
     answer: Answer | None = None
     feed: int | None = None
     """The answer's last sampled token, which the next step evaluates."""
+    draft: list[int] = field(default_factory=list)
+    """Tokens guessed to follow `feed` (prompt lookup), evaluated in the same step."""
+    lookup: Lookup | None = None
     branch: int = 0
     """Which of the request's n answers is being decoded."""
     skip: tuple[int, int, int] | None = None
@@ -113,6 +117,10 @@ class Stats:
     reused: int = 0
     shifted: int = 0
     """Prompt tokens whose cells were moved from an earlier prompt instead of read again."""
+    drafted: int = 0
+    """Tokens guessed by prompt lookup and evaluated with an answer's next token."""
+    accepted: int = 0
+    """Guessed tokens the model sampled too, each one a step saved."""
     requests: int = 0
     slot_hits: int = 0
     active: int = 0
@@ -207,7 +215,7 @@ class Batcher:
                 continue
             self._count(planned)
             for (slot, piece), index in zip(planned, ends, strict=True):
-                self._advance(slot, len(piece[2]), index)
+                self._advance(slot, len(piece.tokens), index)
             self._report()
             # Answers go out after the counters, so whoever reads both sees their work counted.
             while self._answered:
@@ -316,7 +324,7 @@ class Batcher:
             else:  # nothing new in between: only the last token is left to read
                 slot.position = slot.kv = resume
                 slot.prompt = tokens[:resume]
-        slot.request, slot.answer, slot.feed = request, None, None
+        slot.request, slot.answer, slot.feed, slot.lookup = request, None, None, None
         slot.session = request.params.session or slot.session
         if branch == 0:
             self.stats.reused += keep
@@ -353,13 +361,17 @@ class Batcher:
             self._scratch = None
         slot.skip = None
 
-    def _plan(self) -> list[tuple[Slot, tuple[int, int, list[int]]]]:
-        """This step's pieces: a token of each answer, then prompt chunks by urgency."""
-        planned: list[tuple[Slot, tuple[int, int, list[int]]]] = []
+    def _plan(self) -> list[tuple[Slot, Piece]]:
+        """This step's pieces: a token of each answer (with its draft), then prompt chunks by
+        urgency."""
+        planned: list[tuple[Slot, Piece]] = []
+        room = self.engine.batch_size - sum(s.feed is not None for s in self.slots)
         for slot in self.slots:
             if slot.feed is not None:
-                planned.append((slot, (slot.seq, slot.kv, [slot.feed])))
-        room = self.engine.batch_size - len(planned)
+                slot.draft = self._draft(slot, room)
+                room -= len(slot.draft)
+                tokens = [slot.feed, *slot.draft]
+                planned.append((slot, Piece(slot.seq, slot.kv, tokens, len(tokens))))
         if planned:
             room = min(room, self.chunk)
         now = time.monotonic()
@@ -370,9 +382,17 @@ class Batcher:
             if len(piece) > room:
                 break
             seq = self.engine.scratch if slot.skip is not None else slot.seq
-            planned.append((slot, (seq, slot.position, piece)))
+            planned.append((slot, Piece(seq, slot.position, piece)))
             room -= len(piece)
         return planned
+
+    def _draft(self, slot: Slot, room: int) -> list[int]:
+        """Guesses at the tokens after `slot.feed`, if its request asked for drafts."""
+        answer, lookup = slot.answer, slot.lookup
+        if lookup is None or answer is None:
+            return []
+        # Guesses past the answer's budget would never be taken.
+        return lookup.draft(min(room, answer.budget - len(answer.tokens) - 1))
 
     def _next_piece(self, slot: Slot) -> list[int]:
         """The next aligned chunk of the slot's prompt, or its last token alone."""
@@ -407,13 +427,39 @@ class Batcher:
                 slot.answer.end("length")
                 self._finish(slot)
                 return
-        else:
+            if request.params.draft > 0:
+                slot.lookup = Lookup(request.tokens, request.params.draft)
+            self._take(slot, index)
+            return
+        # The answer's last token and its draft were read: keep the guesses the model agrees
+        # with, and drop the cells of the rest.
+        draft, slot.draft = slot.draft, []
+        slot.kv += 1
+        first = index - len(draft)
+        for offset, guess in enumerate(draft):
+            token = self._take(slot, first + offset)
+            if token != guess:
+                if token is not None:
+                    self.engine.forget(slot.seq, slot.kv)
+                self.stats.accepted += offset
+                return
             slot.kv += 1
-        sampled = len(slot.answer.tokens)
-        slot.feed = slot.answer.take(index)
-        self.stats.decoded += len(slot.answer.tokens) > sampled
+        self.stats.accepted += len(draft)
+        self._take(slot, index)
+
+    def _take(self, slot: Slot, index: int) -> int | None:
+        """Sample the answer's next token from the step's `index`-th logits; finish the answer
+        if that ends it."""
+        answer = slot.answer
+        assert answer is not None
+        sampled = len(answer.tokens)
+        slot.feed = answer.take(index)
+        self.stats.decoded += len(answer.tokens) > sampled
         if slot.feed is None:
             self._finish(slot)
+        elif slot.lookup is not None:
+            slot.lookup.extend([slot.feed])
+        return slot.feed
 
     def _answer(self, request: Request, branch: int) -> Answer:
         params = request.params
@@ -452,16 +498,18 @@ class Batcher:
 
     def _release(self, slot: Slot) -> None:
         self._free_scratch(slot)
-        slot.request, slot.answer, slot.feed = None, None, None
+        slot.request, slot.answer, slot.feed, slot.lookup = None, None, None, None
+        slot.draft = []
         slot.used = time.monotonic()
 
-    def _count(self, planned: list[tuple[Slot, tuple[int, int, list[int]]]]) -> None:
+    def _count(self, planned: list[tuple[Slot, Piece]]) -> None:
         stats = self.stats
-        size = sum(len(piece[2]) for _, piece in planned)
-        fed = sum(1 for slot, _ in planned if slot.answer is not None)
+        size = sum(len(piece.tokens) for _, piece in planned)
+        fed = sum(len(piece.tokens) for slot, piece in planned if slot.answer is not None)
         stats.steps += 1
         stats.step_tokens += size
         stats.prefilled += size - fed
+        stats.drafted += sum(len(slot.draft) for slot, _ in planned)
         stats.largest_step = max(stats.largest_step, size)
 
     def _report(self) -> None:

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import llama_cpp
 import llama_cpp._logger
@@ -25,6 +26,16 @@ from llama_cpp._internals import LlamaContext, LlamaModel
 from codey.errors import BackendError
 
 _BUFFER_LINE = re.compile(r"(\S+) model buffer size")
+
+
+class Piece(NamedTuple):
+    """Tokens of one sequence for a step, from position `start` on; the last `outputs` of them
+    get logits."""
+
+    seq: int
+    start: int
+    tokens: Sequence[int]
+    outputs: int = 1
 
 
 class LlamaEngine:
@@ -122,18 +133,19 @@ class LlamaEngine:
 
     # -- decoding ------------------------------------------------------------------------------
 
-    def decode(self, pieces: Sequence[tuple[int, int, Sequence[int]]]) -> list[int]:
-        """Evaluate `(seq, first position, tokens)` pieces in one step; each piece's last token
-        gets logits, and its index in the step, returned in order, names them."""
+    def decode(self, pieces: Sequence[Piece]) -> list[int]:
+        """Evaluate `pieces` in one step; returns, in order, the step index of each piece's last
+        token (its logits rows are that index and the `outputs - 1` before it)."""
         batch, n = self._batch, 0
         ends: list[int] = []
-        for seq, start, tokens in pieces:
+        for seq, start, tokens, outputs in pieces:
+            first_output = len(tokens) - outputs
             for offset, token in enumerate(tokens):
                 batch.token[n] = token
                 batch.pos[n] = start + offset
                 batch.n_seq_id[n] = 1
                 batch.seq_id[n][0] = seq
-                batch.logits[n] = offset == len(tokens) - 1
+                batch.logits[n] = offset >= first_output
                 n += 1
             ends.append(n - 1)
         batch.n_tokens = n

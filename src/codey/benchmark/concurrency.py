@@ -60,7 +60,7 @@ def bare_batched(spec: EngineSpec, prompts: list[list[int]], max_tokens: int) ->
 
 
 def _bare_batched(spec: EngineSpec, prompts: list[list[int]], max_tokens: int) -> float:
-    from codey.backends.engine import LlamaEngine  # the spawned process loads the engine
+    from codey.backends.engine import LlamaEngine, Piece  # the spawned process loads them
 
     engine = LlamaEngine(
         Path(spec.path),
@@ -71,7 +71,7 @@ def _bare_batched(spec: EngineSpec, prompts: list[list[int]], max_tokens: int) -
         extra_buffers=spec.extra_buffers,
     )
     started = time.perf_counter()
-    ends = engine.decode([(seq, 0, tokens) for seq, tokens in enumerate(prompts)])
+    ends = engine.decode([Piece(seq, 0, tokens) for seq, tokens in enumerate(prompts)])
     live = {
         seq: (len(tokens), index)
         for seq, (tokens, index) in enumerate(zip(prompts, ends, strict=True))
@@ -85,11 +85,11 @@ def _bare_batched(spec: EngineSpec, prompts: list[list[int]], max_tokens: int) -
                 del live[seq]
                 continue
             produced += 1
-            step.append((seq, position, [token]))
+            step.append(Piece(seq, position, [token]))
         if not step:
             break
         ends = engine.decode(step)
-        live = {seq: (pos + 1, i) for (seq, pos, _), i in zip(step, ends, strict=True)}
+        live = {p.seq: (p.start + 1, i) for p, i in zip(step, ends, strict=True)}
     seconds = time.perf_counter() - started
     engine.close()
     return produced / seconds

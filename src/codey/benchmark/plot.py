@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+if TYPE_CHECKING:
+    from codey.benchmark.runner import Sample
 
-matplotlib.use("Agg")  # files only, no screen
-import matplotlib.pyplot as plt
 
-from codey.benchmark.runner import Sample
+def _pyplot() -> Any:
+    """matplotlib, loaded when a plot is drawn: it takes a second, which every other `codey`
+    command would pay at start."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no screen
+    from matplotlib import pyplot
+
+    return pyplot
 
 
 def latency_histogram(samples: list[Sample], bare: list[Sample], path: Path) -> None:
+    plt = _pyplot()
     services = sorted({s.service for s in samples})
     figure, axes = plt.subplots(1, len(services), figsize=(4.2 * len(services), 3.4), squeeze=False)
     for ax, service in zip(axes[0], services, strict=True):
@@ -32,6 +40,7 @@ def latency_histogram(samples: list[Sample], bare: list[Sample], path: Path) -> 
 
 
 def throughput_by_streams(rows: list[dict[str, Any]], path: Path) -> None:
+    plt = _pyplot()
     """Aggregate tokens/s against concurrent streams, codey beside the bare engine."""
     figure, ax = plt.subplots(figsize=(5.2, 3.6))
     streams = [r["streams"] for r in rows]

@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from codey.api.app import create_app
 from codey.cli.output import byte_progress, console, fail
 from codey.config import Settings, load_settings
 from codey.errors import CodeyError, ConfigError
@@ -49,6 +47,11 @@ def serve(
         f"(docs at /docs)",
         highlight=False,
     )
+    # The web stack loads here, not with the CLI: other commands would pay half a second for it.
+    import uvicorn
+
+    from codey.api.app import create_app
+
     app = create_app(settings, runtime)
     try:
         # Shutdown waits for in-flight requests before the runtime closes.

@@ -150,6 +150,8 @@ class _BatchingCollector(Collector):
         ("prefilled", "codey_engine_prefilled_tokens", "Prompt tokens read."),
         ("slot_hits", "codey_engine_slot_hits", "Requests that found part of their prompt cached."),
         ("reused", "codey_engine_reused_prompt_tokens", "Prompt tokens taken from the cache."),
+        ("drafted", "codey_engine_drafted_tokens", "Tokens guessed by prompt lookup and checked."),
+        ("accepted", "codey_engine_accepted_draft_tokens", "Guessed tokens the model agreed with."),
     )
 
     def __init__(self, stats: Callable[[], Mapping[str, Any]]) -> None:

@@ -35,5 +35,6 @@ class Sampling:
             n=self.n,
             top_logprobs=self.top_logprobs,
             priority=defaults.priority,
+            draft=defaults.draft_tokens,
             session=self.session,
         )
