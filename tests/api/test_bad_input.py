@@ -75,6 +75,7 @@ def test_bad_input(
     [
         (f"{NATIVE}/generate", "native"),
         ("/v1/chat/completions", "openai"),
+        ("/tokenize", "openai"),  # as vLLM answers there
         (f"{VERTEX}/code-bison:predict", "vertex"),
     ],
 )

@@ -70,7 +70,8 @@ def from_validation(exc: RequestValidationError) -> HttpError:
 def dialect_of(path: str) -> Dialect:
     if path.startswith(("/v1/projects/", "/v1/publishers/")):
         return "vertex"
-    if path.startswith("/v1/"):
+    # /tokenize is vLLM's route beside its OpenAI API, and answers errors as that API does.
+    if path.startswith("/v1/") or path == "/tokenize":
         return "openai"
     return "native"
 
