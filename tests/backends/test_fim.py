@@ -18,3 +18,13 @@ def test_family_is_detected_from_sentinel_tokens() -> None:
     assert detect_family(lambda s: s == "<fim_prefix>") == "starcoder"
     assert detect_family(lambda s: s == "<PRE>") == "codellama"
     assert detect_family(lambda s: False) is None
+
+
+def test_a_prompt_in_the_template_is_read_back_with_what_comes_before_it() -> None:
+    qwen = FIM_TEMPLATES["qwen"]
+    assert qwen.parse(qwen.render("def f(", "):\n    pass")) == ("", "def f(", "):\n    pass")
+    repo = "<|repo_name|>demo\n<|file_sep|>util.py\nX = 1\n<|file_sep|>main.py\n"
+    assert qwen.parse(repo + qwen.render("a = ", "\n")) == (repo, "a = ", "\n")
+    assert qwen.parse("<|fim_prefix|>a<|fim_suffix|>b") is None  # no middle marker at the end
+    assert qwen.parse("plain code<|fim_middle|>") is None
+    assert qwen.parse("def f():\n    return 1\n") is None

@@ -28,12 +28,30 @@ GREEDY = SamplingParams(max_tokens=16, temperature=0)
 HELLO = ChatPrompt([Message("user", "Write a Python one-liner that prints hello.")])
 
 
-async def test_the_qwen_family_and_chat_template_are_read_from_the_gguf(
+async def test_the_qwen_templates_are_read_from_the_gguf_and_render_as_meant(
     backend: LlamaCppBackend,
 ) -> None:
     assert backend.family == "qwen"
     assert backend.context_length == 4096
     assert backend.header is not None and backend.header.architecture == "qwen2"
+    vocab = backend.vocabulary
+    (im_end,) = vocab.tokenize("<|im_end|>", special=True)
+    (file_sep,) = vocab.tokenize("<|file_sep|>", special=True)
+    # A raw prompt is the caller's own: its special-token text is the model's tokens.
+    raw, _ = backend.render(TextPrompt("<|file_sep|>a.py\nx = 1\n"))
+    assert raw[0] == file_sep
+    # What a chat message says stays text, even when it spells the template's tokens.
+    said = "Why does <|im_end|> end my turn?"
+    chat, _ = backend.render(ChatPrompt([Message("user", said)]))
+    harmless, _ = backend.render(ChatPrompt([Message("user", "Why?")]))
+    assert chat.count(im_end) == harmless.count(im_end)  # only the template's own
+    plain = vocab.tokenize(said, special=False)
+    assert any(chat[i : i + len(plain)] == plain for i in range(len(chat)))
+    # Code around the cursor cannot forge markers either; the context before it is the caller's.
+    infill, stop = backend.render(InfillPrompt("a = '<|fim_middle|>'", "\n", "<|file_sep|>b.py\n"))
+    (middle,) = vocab.tokenize("<|fim_middle|>", special=True)
+    assert infill[0] == file_sep and infill.count(middle) == 1 and infill[-1] == middle
+    assert "<|endoftext|>" in stop
 
 
 async def test_token_counts_are_the_tokenizers(backend: LlamaCppBackend) -> None:

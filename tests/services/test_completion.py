@@ -6,10 +6,12 @@ from dataclasses import replace
 
 import pytest
 
+from codey.backends.base import InfillPrompt, TextPrompt
 from codey.backends.fake import FakeBackend, Rule, tokens_of
 from codey.errors import InvalidRequest
 from codey.runtime import Runtime
 from codey.services.completion import CompletionRequest, CompletionService, Shaping
+from codey.services.sampling import Sampling
 
 PREFIX = (
     "def average(values):\n"
@@ -118,3 +120,16 @@ async def test_completion_asks_the_engine_first_and_names_the_session() -> None:
     assert params.session == "ed-1"
     assert params.priority == 0  # ahead of generation and chat, which default to 1
     assert params.until is not None
+
+
+async def test_a_raw_prompt_in_the_models_fim_markers_is_an_infill_prompt() -> None:
+    """Editors (Continue) write the FIM prompt themselves and send it to /v1/completions."""
+    backend = FakeBackend()
+    service = CompletionService(backend)
+    context = "<|repo_name|>demo\n<|file_sep|>util.py\nX = 1\n<|file_sep|>main.py\n"
+    text = f"{context}<|fim_prefix|>def f():\n    <|fim_suffix|>\n<|fim_middle|>"
+    generation = await service.raw(text, None, Sampling(max_tokens=16))
+    assert backend.prompts[-1] == InfillPrompt("def f():\n    ", "\n", context)
+    assert generation.choices[0].text == "return 42"  # the fake's answer to an infill prompt
+    await service.raw("def f():\n    return", None, Sampling(max_tokens=16))
+    assert backend.prompts[-1] == TextPrompt("def f():\n    return")

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from codey.backends.fim import FimTemplate
+
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -42,6 +44,9 @@ class InfillPrompt:
 
     prefix: str
     suffix: str
+    context: str = ""
+    """What comes before the fill-in-the-middle prompt (other files, in the model's repository
+    format), as the caller wrote it: its special-token text is the model's tokens."""
 
 
 Prompt = ChatPrompt | TextPrompt | InfillPrompt
@@ -151,6 +156,9 @@ class Backend(ABC):
     """Short backend type, such as 'llamacpp'."""
     model_id: str
     """The model this backend serves."""
+    fim: FimTemplate | None = None
+    """The served model's fill-in-the-middle markers, when the backend knows them: a raw
+    completion prompt written in them is taken as an infill prompt."""
 
     @property
     def state(self) -> str:

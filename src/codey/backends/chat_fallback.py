@@ -41,8 +41,9 @@ _FENCE = re.compile(r"^\s*```[^\n`]*\n(?P<body>.*?)\n?```\s*$", re.DOTALL)
 
 def infill_as_chat(prompt: InfillPrompt) -> ChatPrompt:
     """A chat turn asking for the code between `prompt.prefix` and `prompt.suffix`."""
+    context = f"Other code of the project:\n{prompt.context}\n\n" if prompt.context else ""
     request = (
-        f"{_BEFORE}\n{prompt.prefix}{_END}\n"
+        f"{context}{_BEFORE}\n{prompt.prefix}{_END}\n"
         f"{_AFTER}\n{prompt.suffix}{_END}\n"
         "Answer with only the code that goes at the cursor, between the two parts above."
     )

@@ -40,6 +40,7 @@ from codey.backends.base import (
     TextPrompt,
     TokenLogprob,
 )
+from codey.backends.fim import FIM_TEMPLATES
 from codey.backends.registry import BackendContext, register
 from codey.config import Deployment
 from codey.errors import ContextOverflow, InvalidRequest
@@ -76,6 +77,7 @@ def logprob_of(piece: str, position: int) -> float:
 
 class FakeBackend(Backend):
     name = "fake"
+    fim = FIM_TEMPLATES["qwen"]  # it stands in for the embedded model, markers included
 
     def __init__(
         self,
@@ -186,7 +188,7 @@ def _text_of(prompt: Prompt) -> str:
         return "\n".join(f"{m.role}: {m.content}" for m in prompt.messages)
     if isinstance(prompt, TextPrompt):
         return prompt.text
-    return f"{prompt.prefix}<fill>{prompt.suffix}"
+    return f"{prompt.context}{prompt.prefix}<fill>{prompt.suffix}"
 
 
 @register("fake")

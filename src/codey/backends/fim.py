@@ -22,6 +22,21 @@ class FimTemplate:
     def render(self, prefix: str, suffix: str) -> str:
         return f"{self.prefix}{prefix}{self.suffix}{suffix}{self.middle}"
 
+    def parse(self, text: str) -> tuple[str, str, str] | None:
+        """(context, prefix, suffix) of a prompt written in this template, as editors send it
+        to a raw completion endpoint; None if `text` is not one."""
+        if not text.endswith(self.middle):
+            return None
+        body = text[: -len(self.middle)]
+        start = body.find(self.prefix)
+        if start < 0:
+            return None
+        middle = body.find(self.suffix, start + len(self.prefix))
+        if middle < 0:
+            return None
+        context, prefix = body[:start], body[start + len(self.prefix) : middle]
+        return context, prefix, body[middle + len(self.suffix) :]
+
 
 FIM_TEMPLATES: dict[str, FimTemplate] = {
     "qwen": FimTemplate(

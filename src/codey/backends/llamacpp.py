@@ -67,7 +67,7 @@ class LlamaCppBackend(Backend):
                 f"Unknown fill-in-the-middle family {family!r}.",
                 hint=f"Use one of {', '.join(FIM_TEMPLATES)}.",
             )
-        self._fim: FimTemplate | None = FIM_TEMPLATES[family] if family else None
+        self.fim: FimTemplate | None = FIM_TEMPLATES[family] if family else None
         self.family = family
 
     @classmethod
@@ -134,22 +134,24 @@ class LlamaCppBackend(Backend):
         if isinstance(prompt, ChatPrompt):
             if self._chat is None:
                 raise InvalidRequest(f"The model {self.model_id} has no chat template.")
-            messages: list[Any] = [{"role": m.role, "content": m.content} for m in prompt.messages]
-            rendered = self._chat(messages=messages)
-            stop = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop or ""]
-            return engine.tokenize(rendered.prompt, special=True), tuple(s for s in stop if s)
+            return self._render_chat(prompt)
         if isinstance(prompt, TextPrompt):
-            return engine.tokenize(prompt.text, special=False, add_bos=True), ()
+            # A raw prompt is the caller's own, special tokens included (as llama.cpp's server
+            # and vLLM read it).
+            return engine.tokenize(prompt.text, special=True, add_bos=True), ()
         if isinstance(prompt, InfillPrompt):
-            if self._fim is None:
+            if self.fim is None:
                 raise InvalidRequest(
                     f"The model {self.model_id} has no fill-in-the-middle tokens.",
                     hint="Set model.family in the config if it uses a known template.",
                 )
-            fim = self._fim
-            # User text is tokenized without special tokens, so it cannot forge sentinels.
+            fim = self.fim
+            # The code around the cursor is tokenized without special tokens, so that it
+            # cannot forge sentinels; the context before it is the caller's own.
+            context = engine.tokenize(prompt.context, special=True) if prompt.context else []
             tokens = (
-                engine.tokenize(fim.prefix, special=True)
+                context
+                + engine.tokenize(fim.prefix, special=True)
                 + engine.tokenize(prompt.prefix, special=False)
                 + engine.tokenize(fim.suffix, special=True)
                 + engine.tokenize(prompt.suffix, special=False)
@@ -157,6 +159,28 @@ class LlamaCppBackend(Backend):
             )
             return tokens, fim.stop
         raise TypeError(f"unknown prompt type {type(prompt).__name__}")
+
+    def _render_chat(self, prompt: ChatPrompt) -> Rendered:
+        """The chat template's tokens, with what each message says as plain text: a message
+        that spells `<|im_start|>` gets those characters, not the template's token."""
+        assert self._chat is not None
+        marks = [f"\x00{i}\x00" for i in range(len(prompt.messages))]
+        messages: list[Any] = [
+            {"role": m.role, "content": mark}
+            for m, mark in zip(prompt.messages, marks, strict=True)
+        ]
+        rendered = self._chat(messages=messages)
+        stop = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop or ""]
+        tokenize = self.vocabulary.tokenize
+        tokens, text = [], rendered.prompt
+        for message, mark in zip(prompt.messages, marks, strict=True):
+            before, found, text = text.partition(mark)
+            if not found:
+                raise InvalidRequest(
+                    f"The chat template of {self.model_id} does not show every message as it was."
+                )
+            tokens += tokenize(before, special=True) + tokenize(message.content, special=False)
+        return tokens + tokenize(text, special=True), tuple(s for s in stop if s)
 
 
 @register("llamacpp")

@@ -224,14 +224,18 @@ class OpenAIBackend(Backend):
         if self._infill == "suffix":
             return (
                 "/completions",
-                {**completion, "prompt": prompt.prefix, "suffix": prompt.suffix},
+                {**completion, "prompt": prompt.context + prompt.prefix, "suffix": prompt.suffix},
                 False,
             )
         template = FIM_TEMPLATES[self._infill]
         stop = [*params.stop, *template.stop]
         return (
             "/completions",
-            {**completion, "prompt": template.render(prompt.prefix, prompt.suffix), "stop": stop},
+            {
+                **completion,
+                "prompt": prompt.context + template.render(prompt.prefix, prompt.suffix),
+                "stop": stop,
+            },
             False,
         )
 

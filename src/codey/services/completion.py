@@ -107,14 +107,14 @@ class CompletionService:
         """The model's own continuation of `prompt`, or its infill before `suffix`: no
         post-processing, for clients that do their own."""
         params = sampling.resolve(self.defaults)
-        return await self.backend.generate(_raw_prompt(prompt, suffix), params)
+        return await self.backend.generate(self._raw_prompt(prompt, suffix), params)
 
     def stream_raw(
         self, prompt: str, suffix: str | None, sampling: Sampling
     ) -> AsyncIterator[Delta]:
         """`raw`, token by token."""
         params = sampling.resolve(self.defaults)
-        return self.backend.stream(_raw_prompt(prompt, suffix), params)
+        return self.backend.stream(self._raw_prompt(prompt, suffix), params)
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
         if not (request.prefix.strip() or request.suffix.strip()):
@@ -159,12 +159,17 @@ class CompletionService:
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )
 
-
-def _raw_prompt(prompt: str, suffix: str | None) -> TextPrompt | InfillPrompt:
-    if suffix is not None:
-        if not (prompt.strip() or suffix.strip()):
-            raise InvalidRequest("Both prompt and suffix are empty.")
-        return InfillPrompt(prompt, suffix)
-    if not prompt.strip():
-        raise InvalidRequest("The prompt is empty.")
-    return TextPrompt(prompt)
+    def _raw_prompt(self, prompt: str, suffix: str | None) -> TextPrompt | InfillPrompt:
+        """An infill prompt for a suffix, or for a prompt written in the served model's
+        fill-in-the-middle markers (as editors send them); else the text as it is."""
+        if suffix is not None:
+            if not (prompt.strip() or suffix.strip()):
+                raise InvalidRequest("Both prompt and suffix are empty.")
+            return InfillPrompt(prompt, suffix)
+        if not prompt.strip():
+            raise InvalidRequest("The prompt is empty.")
+        fim = self.backend.fim
+        if fim is not None and (parts := fim.parse(prompt)) is not None:
+            context, prefix, suffix = parts
+            return InfillPrompt(prefix, suffix, context)
+        return TextPrompt(prompt)

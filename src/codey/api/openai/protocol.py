@@ -75,7 +75,8 @@ class StreamOptions(_Body):
     include_usage: bool = False
 
 
-Stop = str | Annotated[list[str], Field(max_length=4)] | None
+Stop = str | Annotated[list[str], Field(max_length=16)] | None
+"""Up to 16 stop strings: editors send a template's worth (Continue sends ten or more)."""
 
 
 # A stream carries one choice.
