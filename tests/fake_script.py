@@ -40,6 +40,9 @@ RULES: list[Rule] = [
          "def"),
     Rule("We are writing Python.\n```\nuser: Which keyword defines a function?",
          "Use the `def` keyword."),
+    # Vertex chat turns without authors: they alternate, ending with the user's
+    Rule("user: Hello.\nassistant: Hello! How can I help?\nuser: Which keyword defines a",
+         "Use the `def` keyword."),
     Rule("Count from 1 to 10 separated by commas.", "1, 2, 3, 4, 5, 6, 7, 8, 9, 10"),
     Rule("Write a long essay about compilers.", LONG, delay=SLOW),
     Rule("Count to ", "1, 2, 3, 4", delay=0.05),  # slow enough to be under way at a kill

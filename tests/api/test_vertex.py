@@ -98,6 +98,35 @@ def test_codechat_bison_through_the_prediction_client(
     assert "`def` keyword" in prediction["candidates"][0]["content"]
 
 
+def test_codechat_bison_takes_turns_without_authors_and_sampling_in_the_instance(
+    prediction_client: PredictionServiceClient,
+) -> None:
+    """What Google's service took from older Codey clients: `messages` with only `content`
+    (alternating turns that end with the user's) and sampling fields beside them."""
+    response = prediction_client.predict(
+        endpoint=endpoint("codechat-bison"),
+        instances=as_values(
+            {
+                "context": "We are writing Python.",
+                "messages": [
+                    {"content": "Hello."},
+                    {"content": "Hello! How can I help?"},
+                    {"content": "Which keyword defines a function?"},
+                ],
+                "temperature": 0.0,
+                "maxOutputTokens": 32,
+            }
+        ),
+    )
+    prediction = json_format.MessageToDict(response._pb)["predictions"][0]
+    assert "`def` keyword" in prediction["candidates"][0]["content"]
+    with pytest.raises(google_errors.BadRequest, match="maxOutputTokens"):
+        prediction_client.predict(  # an instance's limit is checked as the parameters' are
+            endpoint=endpoint("codechat-bison"),
+            instances=as_values({"messages": [{"content": "Hi"}], "maxOutputTokens": 4096}),
+        )
+
+
 def test_an_unknown_model_is_a_google_not_found(
     prediction_client: PredictionServiceClient,
 ) -> None:

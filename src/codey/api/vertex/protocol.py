@@ -91,7 +91,8 @@ class CodeInstance(_Body):
 
 
 class ChatAuthorMessage(_Body):
-    author: str
+    author: str | None = None
+    """Left out by some Codey clients: the turns then alternate, ending with the user's."""
     content: str
 
 
@@ -118,11 +119,18 @@ class ChatInstance(_Body):
                 Message("user", example.input.content),
                 Message("assistant", example.output.content),
             ]
-        for message in self.messages:
-            turns.append(
-                Message("user" if message.author == "user" else "assistant", message.content)
-            )
+        for message, author in zip(self.messages, self.authors(), strict=True):
+            turns.append(Message("user" if author == "user" else "assistant", message.content))
         return turns
+
+    def authors(self) -> list[str]:
+        """Each message's author; one left out is the user's if an even number of turns
+        follows it, the model's otherwise."""
+        last = len(self.messages) - 1
+        return [
+            m.author or ("user" if (last - i) % 2 == 0 else "bot")
+            for i, m in enumerate(self.messages)
+        ]
 
 
 class PredictRequest(_Body):
@@ -269,11 +277,11 @@ class VertexJob(Job):
 
     def __init__(self, body: PredictRequest, resource: str) -> None:
         self.body = body
-        self.parameters = body.parameters
+        self.parameters = _with_instance_parameters(body)
         self.resource = resource
         """projects/{p}/locations/{l}/publishers/google/models/{model}, as called."""
         limit = MAX_OUTPUT_TOKENS[self.family]
-        asked = body.parameters.max_output_tokens
+        asked = self.parameters.max_output_tokens
         if asked is not None and asked > limit:
             raise InvalidRequest(
                 f"maxOutputTokens is {asked}; {self.family} allows at most {limit}."
@@ -390,7 +398,7 @@ class CodeChatBisonJob(VertexJob):
     def __init__(self, body: PredictRequest, resource: str) -> None:
         super().__init__(body, resource)
         chat = _parse(ChatInstance, body.instances[0])
-        if chat.messages[-1].author != "user":
+        if chat.authors()[-1] != "user":
             raise InvalidRequest("The last message must come from the user (author 'user').")
         self.messages = chat.to_messages(system_prompt(None, chat.context))
 
@@ -446,3 +454,26 @@ def _contents(predictions: list[dict[str, Any]]) -> str:
             parts.append(prediction["content"])
         parts += [c["content"] for c in prediction.get("candidates", [])]
     return "".join(parts)
+
+
+_PARAMETER_NAMES = {
+    name
+    for field_name, field in Parameters.model_fields.items()
+    for name in (
+        field_name,
+        *(
+            field.validation_alias.choices  # type: ignore[union-attr]
+            if isinstance(field.validation_alias, AliasChoices)
+            else [field.validation_alias or field_name]
+        ),
+    )
+}
+
+
+def _with_instance_parameters(body: PredictRequest) -> Parameters:
+    """`parameters`, completed by sampling fields that older Codey clients put in the instance
+    itself (`parameters` wins where both say)."""
+    inside = {k: v for k, v in body.instances[0].items() if k in _PARAMETER_NAMES}
+    if not inside:
+        return body.parameters
+    return _parse(Parameters, {**inside, **body.parameters.model_dump(exclude_unset=True)})
