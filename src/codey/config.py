@@ -122,6 +122,11 @@ class CompletionSettings(SamplingDefaults):
     priority: int = Field(
         default=0, ge=0, le=9, description="Ahead of generation and chat: a cursor is waiting."
     )
+    postprocess_raw: bool = Field(
+        default=False,
+        description="Give /v1/completions infill answers the suggestions' post-processing; "
+        "off, raw clients get the model's text. A request's `postprocess` field decides too.",
+    )
 
 
 class ServerSettings(_Section):

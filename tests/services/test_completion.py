@@ -133,3 +133,18 @@ async def test_a_raw_prompt_in_the_models_fim_markers_is_an_infill_prompt() -> N
     assert generation.choices[0].text == "return 42"  # the fake's answer to an infill prompt
     await service.raw("def f():\n    return", None, Sampling(max_tokens=16))
     assert backend.prompts[-1] == TextPrompt("def f():\n    return")
+
+
+async def test_raw_infill_is_post_processed_only_when_asked() -> None:
+    answer = "result = total / len(values)\n    return result\n\n\ndef other():\n    pass\n"
+    backend = FakeBackend(rules=[Rule("total += v", answer)])
+    service = CompletionService(backend)
+    sampling = Sampling(max_tokens=64)
+    raw = await service.raw(PREFIX, SUFFIX, sampling)
+    shaped = await service.raw(PREFIX, SUFFIX, sampling, shaped=True)
+    assert raw.choices[0].text == answer
+    assert shaped.choices[0].text == "result = total / len(values)"
+    assert "".join(t.text for t in shaped.choices[0].tokens).startswith(shaped.choices[0].text)
+    assert shaped.completion_tokens < raw.completion_tokens  # decoding ended at the cut
+    streamed = [d async for d in service.stream_raw(PREFIX, SUFFIX, sampling, shaped=True)]
+    assert "".join(d.text for d in streamed) == "result = total / len(values)"

@@ -138,15 +138,21 @@ def deltas_for(text: str, tokens: Sequence[TokenLogprob]) -> list[Delta]:
     return [Delta(text, tokens[0] if len(tokens) == 1 else None)]
 
 
-def span_confidence(tokens: Sequence[TokenLogprob], spans: Sequence[tuple[int, int]]) -> float:
-    """Confidence of the tokens whose text overlaps any [start, end) span of the answer."""
+def tokens_in(tokens: Sequence[TokenLogprob], start: int, end: int) -> list[TokenLogprob]:
+    """The tokens whose text overlaps [start, end) of the answer."""
     inside, offset = [], 0
     for token in tokens:
         token_end = offset + len(token.text)
-        if any(token_end > start and offset < end for start, end in spans):
+        if token_end > start and offset < end:
             inside.append(token)
         offset = token_end
-    return confidence_of(inside)
+    return inside
+
+
+def span_confidence(tokens: Sequence[TokenLogprob], spans: Sequence[tuple[int, int]]) -> float:
+    """Confidence of the tokens whose text overlaps any [start, end) span of the answer."""
+    inside = {id(t): t for start, end in spans for t in tokens_in(tokens, start, end)}
+    return confidence_of(list(inside.values()))
 
 
 class Backend(ABC):

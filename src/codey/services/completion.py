@@ -13,8 +13,9 @@ from codey.backends.base import (
     InfillPrompt,
     TextPrompt,
     span_confidence,
+    tokens_in,
 )
-from codey.config import CompletionSettings, SamplingDefaults
+from codey.config import CompletionSettings
 from codey.errors import InvalidRequest
 from codey.services.sampling import Sampling
 from codey.services.suggestions import (
@@ -99,22 +100,45 @@ class Shaping:
 
 
 class CompletionService:
-    def __init__(self, backend: Backend, defaults: SamplingDefaults | None = None) -> None:
+    def __init__(self, backend: Backend, defaults: CompletionSettings | None = None) -> None:
         self.backend = backend
         self.defaults = defaults or CompletionSettings()
 
-    async def raw(self, prompt: str, suffix: str | None, sampling: Sampling) -> Generation:
-        """The model's own continuation of `prompt`, or its infill before `suffix`: no
-        post-processing, for clients that do their own."""
+    async def raw(
+        self, prompt: str, suffix: str | None, sampling: Sampling, *, shaped: bool = False
+    ) -> Generation:
+        """The model's own continuation of `prompt`, or its infill before `suffix`, for
+        clients that do their own post-processing; `shaped` gives an infill's answers the
+        native suggestions' post-processing (and ends decoding where it would cut)."""
         params = sampling.resolve(self.defaults)
-        return await self.backend.generate(self._raw_prompt(prompt, suffix), params)
+        infill = self._raw_prompt(prompt, suffix)
+        if not (shaped and isinstance(infill, InfillPrompt)):
+            return await self.backend.generate(infill, params)
+        line_prefix = cursor_at(infill.prefix, infill.suffix).line_prefix
+        shape = Shaping(infill.prefix, infill.suffix, "", line_prefix)
+        generation = await self.backend.generate(infill, replace(params, until=shape.settled))
+        for choice in generation.choices:
+            text, offset = shape(choice.text)
+            choice.tokens = tokens_in(choice.tokens, offset, offset + len(text))
+            choice.text = text
+        return generation
 
     def stream_raw(
+        self, prompt: str, suffix: str | None, sampling: Sampling, *, shaped: bool = False
+    ) -> AsyncIterator[Delta]:
+        """`raw`, token by token; shaped, in one piece once it is whole."""
+        infill = self._raw_prompt(prompt, suffix)
+        if shaped and isinstance(infill, InfillPrompt):
+            return self._shaped_stream(prompt, suffix, sampling)
+        return self.backend.stream(infill, sampling.resolve(self.defaults))
+
+    async def _shaped_stream(
         self, prompt: str, suffix: str | None, sampling: Sampling
     ) -> AsyncIterator[Delta]:
-        """`raw`, token by token."""
-        params = sampling.resolve(self.defaults)
-        return self.backend.stream(self._raw_prompt(prompt, suffix), params)
+        generation = await self.raw(prompt, suffix, sampling, shaped=True)
+        choice = generation.choices[0]
+        yield Delta(choice.text, None, choice.finish_reason, generation.prompt_tokens,
+                    generation.completion_tokens)  # fmt: skip
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
         if not (request.prefix.strip() or request.suffix.strip()):

@@ -208,8 +208,18 @@ class CompletionRequest(_Sampling):
         description="The end user (or editor) asking: the engine keeps their prompt cached.",
     )
 
+    postprocess: bool | None = Field(
+        default=None,
+        description="codey: cut a fill-in-the-middle answer to the code that fits the cursor, "
+        "as native suggestions are (unset: the `completion.postprocess_raw` setting).",
+    )
+
     def cache_request(self) -> dict[str, Any] | None:
         return self.model_dump(exclude={"user"})  # the same prompt gets the same answer
+
+    def shaped(self, services: Services) -> bool:
+        asked = self.postprocess
+        return services.completion.defaults.postprocess_raw if asked is None else asked
 
     @property
     def prompt_text(self) -> str:
@@ -223,7 +233,7 @@ class CompletionRequest(_Sampling):
 
     async def run(self, services: Services) -> Answer:
         generation = await services.completion.raw(
-            self.prompt_text, self.suffix, self.to_sampling()
+            self.prompt_text, self.suffix, self.to_sampling(), shaped=self.shaped(services)
         )
         echo = self.prompt_text if self.echo else ""
         rendered = Completion.of(self.model, generation, echo, logprobs=self.logprobs is not None)
@@ -231,7 +241,9 @@ class CompletionRequest(_Sampling):
 
     def run_stream(self, services: Services) -> AsyncIterator[Delta]:
         self._one_choice()
-        return services.completion.stream_raw(self.prompt_text, self.suffix, self.to_sampling())
+        return services.completion.stream_raw(
+            self.prompt_text, self.suffix, self.to_sampling(), shaped=self.shaped(services)
+        )
 
 
 def _answer(rendered: dict[str, Any], generation: Generation) -> Answer:
