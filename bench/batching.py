@@ -1,11 +1,13 @@
 """Many users at once, measured in one run: codey's engine against the bare engine and
 llama.cpp's own server on the same GGUF, same machine.
 
-    .venv/bin/python bench/batching.py [--streams 1,4,8] [--tokens 128] [--no-llama-server]
+    .venv/bin/python bench/batching.py [--streams 1,4,8] [--tokens 128] [--rounds 3]
+                                       [--no-llama-server]
 
 1. Throughput: N concurrent chats of `--tokens` tokens (distinct prompts) through codey's
    OpenAI endpoint, beside the bare engine decoding N sequences in lockstep
-   (benchmark/concurrency.py) and llama.cpp's server with N parallel slots.
+   (benchmark/concurrency.py) and llama.cpp's server with N parallel slots; the three take
+   turns, `--rounds` times, both servers up at once.
 2. Typing: two clients complete in turn in two different 1,500-character windows of real code;
    each keystroke adds one character at the cursor. Time to the suggestion after a keystroke
    against the cold time, codey (`/api/v1/codey/complete`, one suggestion) and llama.cpp's
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -248,31 +251,51 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     spec = EngineSpec.of(path, m)
     streams = [int(s) for s in args.streams.split(",")]
     result: dict[str, Any] = {"streams": streams, "tokens": args.tokens, "slots": m.slots}
-    console.print("bare engine, sequences in lockstep ...")
-    result["bare"] = {n: bare_batched(spec, bare_prompts(path, n), args.tokens) for n in streams}
     targets: dict[str, Callable[[], Any]] = {"codey": lambda: codey_server(args.port)}
     if args.llama_server:
         targets["llama.cpp server"] = lambda: _async(llama_cpp_server(path, m.slots, m.threads))
+    console.print(
+        f"throughput: {', '.join(['bare engine', *targets])} in turn, {args.rounds} rounds"
+    )
+    result["bare"], result["rounds"] = {}, {}
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {}
+        for name, target in targets.items():
+            url = await stack.enter_async_context(target())
+            clients[name] = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=url, headers=NO_CACHE, timeout=900)
+            )
+            await chats(clients[name], 1, 8, 90)  # warm-up: the first request pays one-off costs
+        # Decode speed on a shared VM drifts between minutes, so the three take turns, round
+        # after round, and each round's ratios compare neighbours in time.
+        for n in streams:
+            rounds = []
+            for r in range(args.rounds):
+                offset = 100 + 10 * r
+                row = {"bare": bare_batched(spec, bare_prompts(path, n), args.tokens)}
+                for name, client in clients.items():
+                    row[name] = await chats(client, n, args.tokens, offset)
+                rounds.append(row)
+            result["rounds"][n] = rounds
+            result["bare"][n] = statistics.median(row["bare"] for row in rounds)
+            for name in clients:
+                chats_of = result.setdefault(name, {}).setdefault("chats", {})
+                chats_of[n] = statistics.median(row[name] for row in rounds)
     for name, target in targets.items():
         console.print(f"{name} ...")
         async with (
             target() as url,
             httpx.AsyncClient(base_url=url, headers=NO_CACHE, timeout=900) as client,
         ):
-            offset = 100 * len(result)
-            await chats(client, 1, 8, 90)  # warm-up: the first request pays one-off costs
-            rates = {n: await chats(client, n, args.tokens, offset) for n in streams}
+            await chats(client, 1, 8, 90)
             complete = codey_complete(client) if name == "codey" else llama_complete(client)
 
             async def long(i: int, client: httpx.AsyncClient = client) -> object:
                 body = chat_body(chat_prompts(40 + i + 1)[-1], 1024)
                 return await client.post("/v1/chat/completions", json=body)
 
-            result[name] = {
-                "chats": rates,
-                "typing": await typing(complete),
-                "under_load": await under_load(complete, long),
-            }
+            result[name]["typing"] = await typing(complete)
+            result[name]["under_load"] = await under_load(complete, long)
             if name == "codey":
                 result[name]["alone_vs_batched"] = await alone_vs_batched(client)
                 result[name]["engine"] = (await client.get("/readyz")).json().get("engine")
@@ -300,7 +323,12 @@ async def _async(manager: AbstractContextManager[str]) -> AsyncIterator[str]:
 def report(result: dict[str, Any]) -> None:
     servers = [name for name in result if name in ("codey", "llama.cpp server")]
     columns = ["streams", "bare engine tok/s", *(f"{n} tok/s" for n in servers)]
-    table = Table(*columns, "codey / bare", "codey / llama.cpp", title="aggregate tokens/s")
+    table = Table(
+        *columns,
+        "codey / bare",
+        "codey / llama.cpp",
+        title="aggregate tokens/s: medians of the rounds, and of each round's ratio",
+    )
     for n in result["streams"]:
         bare = result["bare"][n]
         ours = result["codey"]["chats"][n]
@@ -308,7 +336,14 @@ def report(result: dict[str, Any]) -> None:
         row = [str(n), f"{bare:.1f}", f"{ours:.1f}"]
         if theirs is not None:
             row.append(f"{theirs:.1f}")
-        row += [f"{ours / bare:.2f}", f"{ours / theirs:.2f}" if theirs else "-"]
+        rounds = result["rounds"][n]
+        by_bare = statistics.median(r["codey"] / r["bare"] for r in rounds)
+        by_server = (
+            f"{statistics.median(r['codey'] / r['llama.cpp server'] for r in rounds):.2f}"
+            if theirs
+            else "-"
+        )
+        row += [f"{by_bare:.2f}", by_server]
         table.add_row(*row)
     console.print(table)
     table = Table("server", "cold s", "typed s", "typed / cold", "idle p50 s", "loaded p50 s",
@@ -337,6 +372,7 @@ def main() -> None:
     parser.add_argument("--streams", default="1,4,8")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--port", type=int, default=8380)
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds, in turn")
     parser.add_argument("--no-llama-server", dest="llama_server", action="store_false")
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
     args = parser.parse_args()

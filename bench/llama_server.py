@@ -58,9 +58,10 @@ TARGET = "llama-server"
 console = Console(stderr=True)
 
 
-def build(cache_dir: Path = CACHE_DIR) -> Path:
-    """The `llama-server` binary in `cache_dir`, built first if it is not there (minutes)."""
-    binary = cache_dir / "build" / "bin" / TARGET
+def build(cache_dir: Path = CACHE_DIR, target: str = TARGET) -> Path:
+    """The `target` binary (`llama-server`, or another tool of the tree such as
+    `llama-batched-bench`) in `cache_dir`, built first if it is not there (minutes)."""
+    binary = cache_dir / "build" / "bin" / target
     if binary.is_file() and os.access(binary, os.X_OK):
         return binary
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -68,13 +69,13 @@ def build(cache_dir: Path = CACHE_DIR) -> Path:
     env = {**os.environ, **BUILD_ENV}
     log = cache_dir / "build.log"
     started = time.perf_counter()
-    with log.open("w") as out:
+    with log.open("a") as out:
         out.write(f"CFLAGS={BUILD_ENV['CFLAGS']!r} CXXFLAGS={BUILD_ENV['CXXFLAGS']!r}\n")
         configure = ["cmake", "-S", str(source), "-B", str(binary.parents[1]), *CMAKE_OPTIONS]
         _run(configure, env, out, "Configuring llama.cpp")
         jobs = str(os.cpu_count() or 2)
-        compile_ = ["cmake", "--build", str(binary.parents[1]), "--target", TARGET, "-j", jobs]
-        _run(compile_, env, out, f"Building {TARGET}")
+        compile_ = ["cmake", "--build", str(binary.parents[1]), "--target", target, "-j", jobs]
+        _run(compile_, env, out, f"Building {target}")
     console.print(f"Built {binary} in {time.perf_counter() - started:.0f} s (log: {log})")
     return binary
 

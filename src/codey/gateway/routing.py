@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_random_exponential
 
 from codey.backends.base import Backend, Delta, Generation, Prompt, SamplingParams
+from codey.backends.fim import FimTemplate
 from codey.config import ResilienceSettings
 from codey.errors import (
     Cancelled,
@@ -112,6 +113,12 @@ class Router(Backend):
     @property
     def context_length(self) -> int:
         return min(m.backend.context_length for m in self.members)
+
+    @property
+    def fim(self) -> FimTemplate | None:  # type: ignore[override]
+        """The deployments' fill-in-the-middle markers, if they all have the same."""
+        templates = {m.backend.fim for m in self.members}
+        return templates.pop() if len(templates) == 1 else None
 
     async def count_tokens(self, prompt: Prompt) -> int:
         """From the first deployment that can count, the free and least loaded first."""
@@ -316,6 +323,10 @@ class _Traced(Backend):
     @property
     def context_length(self) -> int:
         return self.router.context_length
+
+    @property
+    def fim(self) -> FimTemplate | None:  # type: ignore[override]
+        return self.router.fim
 
     async def count_tokens(self, prompt: Prompt) -> int:
         return await self.router.count_tokens(prompt)
