@@ -132,3 +132,28 @@ def test_tabby_openai_completion_gets_raw_text_or_post_processed_text_when_asked
     assert raw == "    result = total / len(values)\n    return result"
     shaped = tabby_read(server, tabby_body(postprocess=True))
     assert shaped == "    result = total / len(values)"
+
+
+@pytest.mark.parametrize("path", ["/beta/completions", "/v1/beta/completions"])
+def test_continue_deepseek_provider_fills_in_the_middle_at_beta_completions(
+    server: Server, path: str
+) -> None:
+    """packages/openai-adapters/src/apis/DeepSeek.ts `fimStream`: prefix and suffix to
+    `beta/completions` under the apiBase; it reads choices[0].text."""
+    body = {
+        "model": MODEL,
+        "prompt": "def add(a, b):\n    return ",
+        "suffix": "\n",
+        "max_tokens": 4096,
+        "temperature": 0.01,
+        "stop": ["<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>", "//",  # noqa: RUF001
+                 "<｜end▁of▁sentence｜>", "/src/", "#- coding: utf-8", "```"],  # noqa: RUF001
+        "stream": True,
+    }  # fmt: skip
+    headers = {"Accept": "application/json", "Authorization": "Bearer none"}
+    with httpx.stream(
+        "POST", server.url + path, json=body, headers=headers, timeout=30
+    ) as response:
+        assert response.status_code == 200, response.read()
+        messages = sse(response)
+    assert "".join(m["choices"][0].get("text") or "" for m in messages) == "a + b"

@@ -70,8 +70,9 @@ def from_validation(exc: RequestValidationError) -> HttpError:
 def dialect_of(path: str) -> Dialect:
     if path.startswith(("/v1/projects/", "/v1/publishers/")):
         return "vertex"
-    # /tokenize is vLLM's route beside its OpenAI API, and answers errors as that API does.
-    if path.startswith("/v1/") or path == "/tokenize":
+    # /tokenize (vLLM's) and /beta/completions (DeepSeek's) sit beside the OpenAI API and
+    # answer errors as it does.
+    if path.startswith(("/v1/", "/beta/")) or path == "/tokenize":
         return "openai"
     return "native"
 

@@ -82,6 +82,12 @@ async def completions(
     return await serve(request, who, body)
 
 
+# DeepSeek's fill-in-the-middle route, which Continue's "deepseek" provider calls relative to
+# its apiBase (with or without /v1): the same completions.
+router.post("/beta/completions", response_model=Completion)(completions)
+tokenizer.post("/beta/completions", response_model=Completion)(completions)
+
+
 Chunker = Callable[[Delta, bool], dict[str, object]]
 
 
