@@ -281,6 +281,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for name in clients:
                 chats_of = result.setdefault(name, {}).setdefault("chats", {})
                 chats_of[n] = statistics.median(row[name] for row in rounds)
+    if args.throughput_only:
+        return result
     for name, target in targets.items():
         console.print(f"{name} ...")
         async with (
@@ -346,6 +348,8 @@ def report(result: dict[str, Any]) -> None:
         row += [f"{by_bare:.2f}", by_server]
         table.add_row(*row)
     console.print(table)
+    if "typing" not in result["codey"]:
+        return
     table = Table("server", "cold s", "typed s", "typed / cold", "idle p50 s", "loaded p50 s",
                   "loaded / idle", title="completion: typing and under 4 generations")  # fmt: skip
     for name in ("codey", "llama.cpp server"):
@@ -373,6 +377,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--port", type=int, default=8380)
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds, in turn")
+    parser.add_argument("--throughput-only", action="store_true", help="only part 1")
     parser.add_argument("--no-llama-server", dest="llama_server", action="store_false")
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
     args = parser.parse_args()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from codey.backends.base import Choice, SamplingParams
-from codey.backends.batcher import Batcher, Request
+from codey.backends.base import ChatPrompt, Choice, Message, SamplingParams
+from codey.backends.batcher import Batcher, Request, _common_prefix
 from codey.backends.engine import LlamaEngine
 from codey.backends.llamacpp import LlamaCppBackend
 from tests.backends.answers import assert_same_answer
@@ -250,3 +250,29 @@ def test_drafts_from_the_prompt_are_checked_in_one_step_and_change_nothing(
     assert batcher.stats.decoded - decoded == len(drafted.tokens)
     assert batcher.stats.steps - steps <= len(drafted.tokens) - accepted + 1
     assert_same_answer(alone, drafted)
+
+
+def test_chats_with_the_same_system_prompt_reuse_it_and_get_their_cold_answers(
+    batcher: Batcher, backend: LlamaCppBackend
+) -> None:
+    system = Message(
+        "system",
+        "You are a careful reviewer of Python code in a large company. You answer in one short "
+        "sentence, name the function you talk about, and never write code blocks.",
+    )
+
+    def chat(question: str) -> list[int]:
+        return backend.render(ChatPrompt([system, Message("user", question)]))[0]
+
+    params = SamplingParams(max_tokens=8, temperature=0, top_logprobs=2)
+    first, second = chat("What does zip do?"), chat("What does enumerate do?")
+    batcher.run(first, params)
+    reused = batcher.stats.reused
+    warm = batcher.run(second, params)[0]
+    # The system prompt's turn ends inside the first chunk, and is reused whole.
+    assert 0 < batcher.stats.reused - reused <= _common_prefix(first, second) < batcher.chunk
+    forgotten = threading.Event()
+    batcher.reset(forgotten.set)
+    assert forgotten.wait(30)
+    alone = batcher.run(second, params)[0]
+    assert warm.tokens == alone.tokens  # texts, logprobs and top lists alike

@@ -9,13 +9,14 @@ token of each answer being decoded and a chunk of a prompt being read.
   every `aging` seconds of waiting count as one step of priority.
 - **Chunked prefill.** While answers are being decoded, a step reads at most one chunk of
   prompt, so a long prompt slows the others down instead of stopping them.
-- **Exact alone.** Prompts are read in chunks aligned to multiples of `chunk`, then the last
-  token alone, and only whole aligned chunks are reused (or the whole prompt, when it is the
-  same as the slot's last): a request alone gets the same logits whatever the cache held
-  before. A request batched with others shares its steps with their tokens, and llama.cpp's
-  kernels round differently for other shapes, so it may differ in rare tokens. Completions
-  (priority 0) reuse the whole shared start instead: a keystroke then costs what follows the
-  cursor, and the cells differ from a cold read only by that same rounding.
+- **Exact alone.** Prompts are read in chunks aligned to multiples of `chunk` that also end
+  after each end-of-turn token, then the last token alone, and only whole such chunks are
+  reused (or the whole prompt, when it is the same as the slot's last): a request alone gets
+  the same logits whatever the cache held before, and chats that share a system prompt or
+  earlier turns reuse them. A request batched with others shares its steps with their tokens,
+  and llama.cpp's kernels round differently for other shapes, so it may differ in rare tokens.
+  Completions (priority 0) reuse the whole shared start instead: a keystroke then costs what
+  follows the cursor, and the cells differ from a cold read only by that same rounding.
 - **Moving a shared end** (`shift`, off by default): the cells of the code after the cursor
   can be moved instead of read again, but they were computed before the keystroke, and the
   model then answers as if it had not been typed (bench/batching.py measured it), so it is
@@ -203,26 +204,38 @@ class Batcher:
 
     def _loop(self) -> None:
         while self._drain(block=not self._busy()):
-            self._admit()
-            planned = self._plan()
-            if not planned:
-                continue
             try:
-                ends = self.engine.decode([piece for _, piece in planned])
-            except BackendError as exc:
-                for slot, _ in planned:
-                    self._fail(slot, exc.message)
-                continue
-            self._count(planned)
-            for (slot, piece), index in zip(planned, ends, strict=True):
-                self._advance(slot, len(piece.tokens), index)
-            self._report()
-            # Answers go out after the counters, so whoever reads both sees their work counted.
-            while self._answered:
-                self._answered.pop(0)()
+                self._step()
+            except Exception as exc:  # a bug here must fail the requests, not strand them
+                message = f"The engine's batcher failed: {exc!r}"
+                for slot in self.slots:
+                    if slot.request is not None:
+                        self._fail(slot, message)
+                for request in self._waiting:
+                    request.on_error(message)
+                self._waiting = []
         for slot in self.slots:
             if slot.request is not None:
                 self._release(slot)
+
+    def _step(self) -> None:
+        self._admit()
+        planned = self._plan()
+        if not planned:
+            return
+        try:
+            ends = self.engine.decode([piece for _, piece in planned])
+        except BackendError as exc:
+            for slot, _ in planned:
+                self._fail(slot, exc.message)
+            return
+        self._count(planned)
+        for (slot, piece), index in zip(planned, ends, strict=True):
+            self._advance(slot, len(piece.tokens), index)
+        self._report()
+        # Answers go out after the counters, so whoever reads both sees their work counted.
+        while self._answered:
+            self._answered.pop(0)()
 
     def _busy(self) -> bool:
         return bool(self._waiting) or any(s.request is not None for s in self.slots)
@@ -306,7 +319,18 @@ class Batcher:
         if tokens == slot.prompt and slot.kv >= len(tokens) - 1:
             return len(tokens) - 1
         common = min(_common_prefix(slot.prompt, tokens), len(tokens) - 1, slot.kv)
-        return common if priority == 0 else common // self.chunk * self.chunk
+        if priority == 0:
+            return common
+        # Where a cold read of `tokens` ends a chunk: the shared start up to there was read in
+        # the same pieces, since the pieces follow from the tokens alone.
+        turns = [end for end in self._turn_ends(tokens[:common]) if end <= common]
+        return max([common // self.chunk * self.chunk, *turns])
+
+    def _turn_ends(self, tokens: list[int]) -> list[int]:
+        """Positions just after an end-of-turn token: a chat's system prompt and earlier turns
+        end there, and prompts are read in pieces that end there too, so that another chat
+        with the same start can reuse them exactly."""
+        return [i + 1 for i, token in enumerate(tokens) if self.engine.is_eog(token)]
 
     def _start(self, slot: Slot, request: Request, *, branch: int = 0) -> None:
         tokens = request.tokens
@@ -400,6 +424,8 @@ class Batcher:
         last, position = len(tokens) - 1, slot.position
         if position < last:
             end = min((position // self.chunk + 1) * self.chunk, last)
+            turn = next((i + 1 for i in range(position, end) if self.engine.is_eog(tokens[i])), end)
+            end = min(end, turn)
             if slot.skip is not None:
                 end = min(end, slot.skip[1])
             return tokens[position:end]

@@ -88,6 +88,7 @@ class LlamaEngine:
         """Tokens each sequence can hold: prompt plus answer."""
         self.metadata: dict[str, str] = self.model.metadata()
         self._vocab = self.model.vocab
+        self._eog: dict[int, bool] = {}
         self._memory = llama_cpp.llama_get_memory(self.context.ctx)
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
 
@@ -110,7 +111,10 @@ class LlamaEngine:
         return bytes(self.model.detokenize([token], special=True)).decode("utf-8", errors="replace")
 
     def is_eog(self, token: int) -> bool:
-        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+        eog = self._eog.get(token)
+        if eog is None:  # asked of every prompt token, hence remembered
+            eog = self._eog[token] = bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+        return eog
 
     # -- the KV cache --------------------------------------------------------------------------
 
