@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -244,7 +245,7 @@ def test_drafts_from_the_prompt_are_checked_in_one_step_and_change_nothing(
     plain = SamplingParams(max_tokens=40, temperature=0, top_logprobs=2)
     alone = batcher.run(prompt, plain)[0]
     steps, decoded = batcher.stats.steps, batcher.stats.decoded
-    drafted = batcher.run(prompt, SamplingParams(**{**plain.__dict__, "draft": 8}))[0]
+    drafted = batcher.run(prompt, replace(plain, draft=8))[0]
     accepted = batcher.stats.accepted
     assert accepted > 10 and batcher.stats.drafted >= accepted
     assert batcher.stats.decoded - decoded == len(drafted.tokens)

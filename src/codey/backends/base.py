@@ -151,8 +151,13 @@ def tokens_in(tokens: Sequence[TokenLogprob], start: int, end: int) -> list[Toke
 
 def span_confidence(tokens: Sequence[TokenLogprob], spans: Sequence[tuple[int, int]]) -> float:
     """Confidence of the tokens whose text overlaps any [start, end) span of the answer."""
-    inside = {id(t): t for start, end in spans for t in tokens_in(tokens, start, end)}
-    return confidence_of(list(inside.values()))
+    inside, offset = [], 0
+    for token in tokens:
+        token_end = offset + len(token.text)
+        if any(token_end > start and offset < end for start, end in spans):
+            inside.append(token)
+        offset = token_end
+    return confidence_of(inside)
 
 
 class Backend(ABC):

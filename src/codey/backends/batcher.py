@@ -323,8 +323,8 @@ class Batcher:
             return common
         # Where a cold read of `tokens` ends a chunk: the shared start up to there was read in
         # the same pieces, since the pieces follow from the tokens alone.
-        turns = [end for end in self._turn_ends(tokens[:common]) if end <= common]
-        return max([common // self.chunk * self.chunk, *turns])
+        last_turn = max(self._turn_ends(tokens[:common]), default=0)
+        return max(common // self.chunk * self.chunk, last_turn)
 
     def _turn_ends(self, tokens: list[int]) -> list[int]:
         """Positions just after an end-of-turn token: a chat's system prompt and earlier turns
@@ -424,8 +424,7 @@ class Batcher:
         last, position = len(tokens) - 1, slot.position
         if position < last:
             end = min((position // self.chunk + 1) * self.chunk, last)
-            turn = next((i + 1 for i in range(position, end) if self.engine.is_eog(tokens[i])), end)
-            end = min(end, turn)
+            end = next((i + 1 for i in range(position, end) if self.engine.is_eog(tokens[i])), end)
             if slot.skip is not None:
                 end = min(end, slot.skip[1])
             return tokens[position:end]

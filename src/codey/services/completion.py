@@ -11,6 +11,7 @@ from codey.backends.base import (
     Delta,
     Generation,
     InfillPrompt,
+    SamplingParams,
     TextPrompt,
     span_confidence,
     tokens_in,
@@ -111,9 +112,22 @@ class CompletionService:
         clients that do their own post-processing; `shaped` gives an infill's answers the
         native suggestions' post-processing (and ends decoding where it would cut)."""
         params = sampling.resolve(self.defaults)
-        infill = self._raw_prompt(prompt, suffix)
-        if not (shaped and isinstance(infill, InfillPrompt)):
-            return await self.backend.generate(infill, params)
+        asked = self._raw_prompt(prompt, suffix)
+        if shaped and isinstance(asked, InfillPrompt):
+            return await self._shaped(asked, params)
+        return await self.backend.generate(asked, params)
+
+    def stream_raw(
+        self, prompt: str, suffix: str | None, sampling: Sampling, *, shaped: bool = False
+    ) -> AsyncIterator[Delta]:
+        """`raw`, token by token; shaped, in one piece once it is whole."""
+        params = sampling.resolve(self.defaults)
+        asked = self._raw_prompt(prompt, suffix)
+        if shaped and isinstance(asked, InfillPrompt):
+            return self._shaped_stream(asked, params)
+        return self.backend.stream(asked, params)
+
+    async def _shaped(self, infill: InfillPrompt, params: SamplingParams) -> Generation:
         line_prefix = cursor_at(infill.prefix, infill.suffix).line_prefix
         shape = Shaping(infill.prefix, infill.suffix, "", line_prefix)
         generation = await self.backend.generate(infill, replace(params, until=shape.settled))
@@ -123,19 +137,10 @@ class CompletionService:
             choice.text = text
         return generation
 
-    def stream_raw(
-        self, prompt: str, suffix: str | None, sampling: Sampling, *, shaped: bool = False
-    ) -> AsyncIterator[Delta]:
-        """`raw`, token by token; shaped, in one piece once it is whole."""
-        infill = self._raw_prompt(prompt, suffix)
-        if shaped and isinstance(infill, InfillPrompt):
-            return self._shaped_stream(prompt, suffix, sampling)
-        return self.backend.stream(infill, sampling.resolve(self.defaults))
-
     async def _shaped_stream(
-        self, prompt: str, suffix: str | None, sampling: Sampling
+        self, infill: InfillPrompt, params: SamplingParams
     ) -> AsyncIterator[Delta]:
-        generation = await self.raw(prompt, suffix, sampling, shaped=True)
+        generation = await self._shaped(infill, params)
         choice = generation.choices[0]
         yield Delta(choice.text, None, choice.finish_reason, generation.prompt_tokens,
                     generation.completion_tokens)  # fmt: skip

@@ -456,24 +456,11 @@ def _contents(predictions: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-_PARAMETER_NAMES = {
-    name
-    for field_name, field in Parameters.model_fields.items()
-    for name in (
-        field_name,
-        *(
-            field.validation_alias.choices  # type: ignore[union-attr]
-            if isinstance(field.validation_alias, AliasChoices)
-            else [field.validation_alias or field_name]
-        ),
-    )
-}
-
-
 def _with_instance_parameters(body: PredictRequest) -> Parameters:
     """`parameters`, completed by sampling fields that older Codey clients put in the instance
     itself (`parameters` wins where both say)."""
-    inside = {k: v for k, v in body.instances[0].items() if k in _PARAMETER_NAMES}
-    if not inside:
+    inside = _parse(Parameters, body.instances[0])  # the instance's other fields are ignored
+    if not inside.model_fields_set:
         return body.parameters
-    return _parse(Parameters, {**inside, **body.parameters.model_dump(exclude_unset=True)})
+    given = body.parameters.model_dump(exclude_unset=True)
+    return Parameters.model_validate({**inside.model_dump(exclude_unset=True), **given})
