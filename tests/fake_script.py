@@ -66,6 +66,13 @@ RULES: list[Rule] = [
     Rule("def square(x):\n    return<fill>", " x * x"),
     Rule("<fill>\n\n\nprint(add(2, 3))", "a + b"),
     Rule("def add(a, b):\n    return <fill>", "a + b"),  # the completions API does not heal
+    # repository context: the other file reaches the model in Qwen's repository format
+    Rule("<|file_sep|>geometry/consts.py\nPI = 3.14159\n<|file_sep|>geometry/area.py\n"
+         "def circle(r):\n    return<fill>", " PI * r * r"),
+    Rule("<|file_sep|>consts.py\nPI = 3.14159\n<|file_sep|>untitled\nimport math\n\n"
+         "def circle(r):\n    return <fill>", "PI * r * r"),
+    Rule("def circle(r):\n    return <fill>", "3.14 * r * r"),
+    Rule("def circle(r):\n    return<fill>", " 3.14 * r * r"),
     # the model writes the suffix's next line again: post-processing must drop it
     Rule("        total += v\n<fill>\n    return result",
          "    result = total / len(values)\n    return result"),

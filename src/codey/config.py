@@ -127,6 +127,12 @@ class CompletionSettings(SamplingDefaults):
         description="Give /v1/completions infill answers the suggestions' post-processing; "
         "off, raw clients get the model's text. A request's `postprocess` field decides too.",
     )
+    context_tokens: int = Field(
+        default=1024,
+        ge=0,
+        description="Tokens of other files (repository context) a completion prompt may carry; "
+        "the least relevant files are left out first. Cached between keystrokes.",
+    )
 
 
 class ServerSettings(_Section):

@@ -4,8 +4,11 @@ there."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import re
 import tomllib
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,3 +160,137 @@ def test_continue_deepseek_provider_fills_in_the_middle_at_beta_completions(
         assert response.status_code == 200, response.read()
         messages = sse(response)
     assert "".join(m["choices"][0].get("text") or "" for m in messages) == "a + b"
+
+
+# llama.cpp's /infill, as llama.vscode (src/llama-server.ts) and llama.vim (autoload/llama.vim)
+# send it: the cursor line so far in `prompt`, other files' chunks in `input_extra`.
+CHUNK = {"text": "PI = 3.14159\n", "time": 1764770000.0, "filename": "consts.py"}
+TIMINGS = ("prompt_n", "prompt_ms", "prompt_per_second", "predicted_n", "predicted_ms",
+           "predicted_per_second")  # fmt: skip
+
+
+def vscode_body(**extra: Any) -> dict[str, Any]:
+    """llama.vscode's `createRequestPayload` with its defaults (3 parallel completions)."""
+    return {
+        "id_slot": 0,
+        "input_prefix": "import math\n\ndef circle(r):\n",
+        "input_suffix": "\n",
+        "input_extra": [CHUNK],
+        "prompt": "    return ",
+        "n_predict": 128,
+        "n_cmpl": 3,
+        "top_k": 40,
+        "top_p": 0.99,
+        "stream": False,
+        "samplers": ["top_k", "top_p", "infill"],
+        "cache_prompt": True,
+        "t_max_prompt_ms": 500,
+        "t_max_predict_ms": 500,
+        **extra,
+    }
+
+
+def test_llama_vscode_warms_the_cache_then_reads_its_completions(server: Server) -> None:
+    warm = vscode_body(input_prefix="", input_suffix="", prompt="", n_predict=0, samplers=[],
+                       t_max_predict_ms=1)  # fmt: skip
+    del warm["stream"], warm["n_cmpl"]
+    response = httpx.post(f"{server.url}/infill", json=warm, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["content"] == "" and response.json()["tokens_predicted"] == 0
+
+    response = httpx.post(f"{server.url}/infill", json=vscode_body(), timeout=30)
+    assert response.status_code == 200, response.text
+    results = response.json()
+    assert isinstance(results, list) and len(results) == 3  # as llama.cpp answers n_cmpl > 1
+    # The chunk of consts.py reached the model in its repository format, before the cursor.
+    assert results[0]["content"] == "PI * r * r"
+    for result in results:
+        assert result["generation_settings"]["n_ctx"] == 32768
+        assert result["stop"] is True and isinstance(result["tokens_cached"], int)
+        assert set(TIMINGS) <= set(result["timings"])
+        assert result["timings"]["predicted_n"] == result["tokens_predicted"] > 0
+
+    one = httpx.post(f"{server.url}/v1/infill", json=vscode_body(n_cmpl=1), timeout=30).json()
+    assert one["content"] == "PI * r * r"  # one completion: an object, which it reads directly
+    alone = httpx.post(f"{server.url}/infill", json=vscode_body(n_cmpl=1, input_extra=[]))
+    assert alone.json()["content"] == "3.14 * r * r"  # without the chunk, the model guesses
+
+
+def test_llama_vim_gets_one_compact_object_with_the_fields_it_named(server: Server) -> None:
+    fields = ["content", *(f"timings/{t}" for t in TIMINGS), "timings/prompt_per_token_ms",
+              "timings/predicted_per_token_ms", "truncated", "tokens_cached"]  # fmt: skip
+    body = {
+        "id_slot": 0,
+        "input_prefix": "import math\n\ndef circle(r):\n",
+        "input_suffix": "\n",
+        "input_extra": [CHUNK],
+        "prompt": "    return ",
+        "n_predict": 128,
+        "stop": [],
+        "n_indent": 4,
+        "top_k": 40,
+        "top_p": 0.90,
+        "samplers": ["top_k", "top_p", "infill"],
+        "stream": False,
+        "cache_prompt": True,
+        "t_max_prompt_ms": 500,
+        "t_max_predict_ms": 250,
+        "response_fields": fields,
+        "model": "",  # sent even when no model is configured, as is an empty key
+    }
+    status, text = curl_post(f"{server.url}/infill", body)
+    assert status == 200, text
+    # llama.vim matches the raw text before decoding it.
+    assert re.match(r"^\s*{", text) and re.search(r'"content"\s*:"', text)
+    answer = json.loads(text)
+    assert set(answer) == set(fields)
+    assert answer["content"] == "PI * r * r" and answer["truncated"] is False
+
+    warm = {**body, "input_prefix": "", "input_suffix": "", "prompt": "", "n_predict": 0,
+            "temperature": 0.0, "samplers": [], "t_max_prompt_ms": 1, "t_max_predict_ms": 1,
+            "response_fields": [""]}  # fmt: skip
+    assert curl_post(f"{server.url}/infill", warm) == (200, "{}")
+
+
+def curl_post(url: str, body: dict[str, Any]) -> tuple[int, str]:
+    """POST as llama.vim's curl does, with `Authorization: Bearer ` and an empty key (which
+    httpx refuses to send)."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.netloc, timeout=30)
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer "}
+    connection.request("POST", parts.path, json.dumps(body), headers)
+    response = connection.getresponse()
+    return response.status, response.read().decode()
+
+
+def test_infill_streams_as_llama_cpp_does(server: Server) -> None:
+    """A `data:` event per piece, then the whole result with stop: true, and no [DONE]."""
+    body = vscode_body(n_cmpl=1, stream=True, postprocess=False)
+    with httpx.stream("POST", f"{server.url}/infill", json=body, timeout=30) as response:
+        assert response.status_code == 200, response.read()
+        lines = [line for line in response.iter_lines() if line]
+    events = [json.loads(line.removeprefix("data: ")) for line in lines]
+    assert all(line.startswith("data: {") for line in lines)  # no [DONE]
+    *pieces, last = events
+    assert "".join(e["content"] for e in pieces) == "PI * r * r"
+    assert all(e["stop"] is False for e in pieces)
+    assert last["stop"] is True and last["content"] == ""
+    assert last["tokens_predicted"] == len(pieces) and last["stop_type"] == "eos"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"input_prefix": " ", "prompt": "", "input_suffix": ""}, "all empty"),
+        ({"n_cmpl": 9}, "n_cmpl"),
+        ({"n_predict": -2}, "n_predict"),
+        ({"stop": ["x"] * 17}, "stop"),
+        ({"input_extra": [{"filename": "a.py"}]}, "input_extra.0.text"),
+    ],
+)
+def test_bad_infill_requests_get_400_naming_the_problem(
+    server: Server, change: dict[str, Any], message: str
+) -> None:
+    response = httpx.post(f"{server.url}/infill", json=vscode_body(**change), timeout=30)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]["message"]

@@ -67,6 +67,21 @@ def test_chat_with_history_from_the_client(fake_client: httpx.Client) -> None:
     assert "Grace" in response.json()["response"]
 
 
+def test_complete_with_other_files_of_the_project(fake_client: httpx.Client) -> None:
+    body = {"prefix": "def circle(r):\n    return ", "suffix": "\n", "max_completions": 1}
+    files = [{"path": "geometry/consts.py", "text": "PI = 3.14159\n"}]
+    answer = fake_client.post(
+        "/api/v1/codey/complete", json={**body, "files": files, "path": "geometry/area.py"}
+    )
+    assert answer.status_code == 200, answer.text
+    # The file reached the model in its repository format, named by its path.
+    assert answer.json()["suggestions"][0]["completion"] == "PI * r * r"
+    alone = fake_client.post("/api/v1/codey/complete", json=body).json()
+    assert alone["suggestions"][0]["completion"] == "3.14 * r * r"
+    nameless = fake_client.post("/api/v1/codey/complete", json={**body, "files": [{"text": "x"}]})
+    assert nameless.status_code == 400 and "files.0.path" in nameless.text
+
+
 def test_complete(fake_client: httpx.Client) -> None:
     response = fake_client.post(
         "/api/v1/codey/complete",

@@ -7,6 +7,7 @@ import math
 import threading
 import time
 from contextlib import aclosing
+from dataclasses import replace
 
 import pytest
 
@@ -18,6 +19,7 @@ from codey.backends.base import (
     SamplingParams,
     TextPrompt,
 )
+from codey.backends.fim import SourceFile
 from codey.backends.llamacpp import LlamaCppBackend
 from codey.errors import ContextOverflow
 from tests.backends.answers import assert_same_answer
@@ -52,6 +54,49 @@ async def test_the_qwen_templates_are_read_from_the_gguf_and_render_as_meant(
     (middle,) = vocab.tokenize("<|fim_middle|>", special=True)
     assert infill[0] == file_sep and infill.count(middle) == 1 and infill[-1] == middle
     assert "<|endoftext|>" in stop
+
+
+async def test_other_files_go_in_the_repository_format_and_the_nearest_fit_the_budget(
+    backend: LlamaCppBackend,
+) -> None:
+    vocab = backend.vocabulary
+    (repo_name,) = vocab.tokenize("<|repo_name|>", special=True)
+    (file_sep,) = vocab.tokenize("<|file_sep|>", special=True)
+    far = SourceFile("far.py", "FAR = '<|fim_middle|>'\n" * 40)  # least relevant, and long
+    near = SourceFile("geometry/consts.py", "PI = 3.14159\n")
+    prompt = InfillPrompt(
+        "return ", "\n", files=(far, near), path="geometry/area.py", repo="shapes"
+    )
+    whole, _ = backend.render(prompt)
+    text = "".join(vocab.token_text(t) for t in whole)
+    assert whole[0] == repo_name and whole.count(file_sep) == 3
+    assert text.startswith("<|repo_name|>shapes\n<|file_sep|>far.py\nFAR")
+    assert "<|file_sep|>geometry/consts.py\nPI = 3.14159\n<|file_sep|>geometry/area.py\n" in text
+    (middle,) = vocab.tokenize("<|fim_middle|>", special=True)
+    assert whole.count(middle) == 1  # a file's text cannot forge markers
+    # A budget too small for both keeps the one nearest the cursor; too small for any, none.
+    cut, _ = backend.render(replace(prompt, files_budget=40))
+    assert "far.py" not in "".join(vocab.token_text(t) for t in cut) and cut.count(file_sep) == 2
+    bare, _ = backend.render(replace(prompt, files_budget=3))
+    assert bare == backend.render(InfillPrompt("return ", "\n"))[0]
+    # The window bounds them too: the room left after the answer's tokens.
+    roomy, _ = backend.render(prompt, room=len(cut) + 1)
+    assert roomy == cut
+
+
+async def test_a_prompt_only_request_fills_the_cache_for_the_next(
+    backend: LlamaCppBackend,
+) -> None:
+    """llama.vim and llama.vscode warm the cache with n_predict 0 before the user types."""
+    files = (SourceFile("notes.py", "".join(f"NOTE_{i} = {i}\n" for i in range(60))),)
+    warm = InfillPrompt("", "", files=files)
+    nothing = await backend.generate(warm, SamplingParams(max_tokens=0, priority=0))
+    assert nothing.choices[0].text == "" and nothing.completion_tokens == 0
+    typed = await backend.generate(
+        InfillPrompt("x = NOTE_", "\n", files=files), SamplingParams(max_tokens=4, priority=0)
+    )
+    assert typed.cached_tokens > 0.8 * nothing.prompt_tokens
+    assert typed.choices[0].prompt_seconds > 0 and typed.choices[0].decode_seconds > 0
 
 
 async def test_token_counts_are_the_tokenizers(backend: LlamaCppBackend) -> None:

@@ -233,3 +233,26 @@ def test_doctor_names_what_fails_and_how_to_fix_it(env: dict[str, str], tmp_path
     assert not checks["redis"]["ok"] and "CODEY_REDIS_URL" in checks["redis"]["fix"]
     assert checks["store"]["ok"] and checks["engine build"]["ok"]
     assert any(fix.startswith("redis:") for fix in report["fixes"])
+
+
+def test_complete_shows_the_model_other_files_of_the_project(
+    fake_env: dict[str, str], tmp_path: Path
+) -> None:
+    project = tmp_path / "shapes"
+    (project / "geometry").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'shapes'\n")
+    (project / "geometry" / "consts.py").write_text("PI = 3.14159\n")
+    area = project / "geometry" / "area.py"
+    area.write_text("def circle(r):\n    return \n")
+    cursor = ["--line", "2", "--column", "12", "--json"]
+
+    def first(*options: str) -> str:
+        run = codey("complete", str(area), *cursor, *options, env=fake_env)
+        return str(json.loads(run.stdout)["suggestions"][0]["completion"])
+
+    # consts.py reaches the model as geometry/consts.py, in its repository format.
+    assert first("--with", str(project / "geometry" / "consts.py"), "--no-neighbours") == (
+        "PI * r * r"
+    )
+    assert first() == "PI * r * r"  # found as the project's latest change
+    assert first("--no-neighbours") == "3.14 * r * r"

@@ -1,4 +1,4 @@
-"""The app factory: one FastAPI app with the three dialects over one runtime."""
+"""The app factory: one FastAPI app with the dialects over one runtime."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from codey import __version__
 from codey.api import health, observability, openapi
 from codey.api.errors import HttpError, dialect_of, from_codey, from_validation, render
 from codey.api.limits import BodyLimit
+from codey.api.llamacpp.router import router as llamacpp_router
 from codey.api.models import served_names
 from codey.api.native.router import router as native_router
 from codey.api.openai.router import router as openai_router
@@ -67,8 +68,9 @@ def create_app(
     app = FastAPI(
         title="codey",
         version=__version__,
-        description="Code generation, code chat and code completion in three dialects: "
-        "native (/api/v1/codey), OpenAI-compatible (/v1) and Vertex AI Codey (/v1/projects).",
+        description="Code generation, code chat and code completion in four dialects: "
+        "native (/api/v1/codey), OpenAI-compatible (/v1), Vertex AI Codey (/v1/projects) "
+        "and llama.cpp's /infill for editor plugins.",
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
@@ -102,5 +104,6 @@ def create_app(
     app.include_router(openai_router)
     app.include_router(tokenizer)
     app.include_router(vertex_router)
+    app.include_router(llamacpp_router)
     openapi.install(app)
     return app

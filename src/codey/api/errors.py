@@ -70,9 +70,9 @@ def from_validation(exc: RequestValidationError) -> HttpError:
 def dialect_of(path: str) -> Dialect:
     if path.startswith(("/v1/projects/", "/v1/publishers/")):
         return "vertex"
-    # /tokenize (vLLM's) and /beta/completions (DeepSeek's) sit beside the OpenAI API and
-    # answer errors as it does.
-    if path.startswith(("/v1/", "/beta/")) or path == "/tokenize":
+    # /tokenize (vLLM's), /beta/completions (DeepSeek's) and /infill (llama.cpp's) sit beside
+    # the OpenAI API and answer errors as it does.
+    if path.startswith(("/v1/", "/beta/")) or path in ("/tokenize", "/infill"):
         return "openai"
     return "native"
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from codey.backends.fim import FimTemplate
+from codey.backends.fim import FimTemplate, SourceFile
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "cancelled"]
@@ -47,6 +47,22 @@ class InfillPrompt:
     context: str = ""
     """What comes before the fill-in-the-middle prompt (other files, in the model's repository
     format), as the caller wrote it: its special-token text is the model's tokens."""
+    files: tuple[SourceFile, ...] = ()
+    """Other files of the project, least relevant first, shown in the model family's
+    repository format; engines drop them from the front to keep within `files_budget`."""
+    path: str = ""
+    """The path of the file at the cursor, as the repository format names it."""
+    repo: str = ""
+    """The project's name, as the repository format names it."""
+    files_budget: int | None = None
+    """Tokens the files may take at most; None: whatever the window leaves."""
+
+    def preamble(self, template: FimTemplate | None) -> str:
+        """`context` and the files as one text, for engines that take markers as text: the
+        files in `template`'s repository format, or as plain code without one."""
+        if template is not None:
+            return self.context + template.render_repo(self.files, self.path, self.repo)
+        return self.context + "".join(f"{f.text.rstrip()}\n\n" for f in self.files)
 
 
 Prompt = ChatPrompt | TextPrompt | InfillPrompt
@@ -92,6 +108,13 @@ class Choice:
     text: str
     tokens: list[TokenLogprob] = field(default_factory=list)
     finish_reason: FinishReason = "stop"
+    cached_tokens: int = 0
+    """Prompt tokens the engine's cache held when this answer began."""
+    prompt_seconds: float = 0.0
+    """From the request's arrival at the engine to this answer's first token being asked for
+    (waiting and reading the prompt); 0.0 where the engine does not say."""
+    decode_seconds: float = 0.0
+    """From then to the answer's end."""
 
     @property
     def confidence(self) -> float:
@@ -105,6 +128,8 @@ class Generation:
     choices: list[Choice]
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
+    """Prompt tokens the engine did not read again: its cache held them."""
 
     @property
     def total_tokens(self) -> int:
@@ -120,6 +145,7 @@ class Delta:
     finish_reason: FinishReason | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
 
 
 def confidence_of(tokens: Sequence[TokenLogprob]) -> float:

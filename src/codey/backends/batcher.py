@@ -101,6 +101,8 @@ class Slot:
     lookup: Lookup | None = None
     branch: int = 0
     """Which of the request's n answers is being decoded."""
+    cached: int = 0
+    """Prompt tokens of the request the cache held when its answer began."""
     skip: tuple[int, int, int] | None = None
     """(start, end, resume): the prompt's [start, end) is being read on the scratch sequence,
     in front of the cells moved to [end, resume) from the slot's last prompt."""
@@ -338,11 +340,12 @@ class Batcher:
         moved = self._move_tail(slot, tokens, keep) if self.shift else None
         if moved is None:
             self.engine.forget(slot.seq, keep)
-        slot.kv = slot.position = keep
+        slot.kv = slot.position = slot.cached = keep
         slot.prompt = tokens[:keep]
         slot.skip = None
         if moved is not None:
             end, resume = moved
+            slot.cached += resume - end
             if keep < end:
                 slot.skip = (keep, end, resume)
             else:  # nothing new in between: only the last token is left to read
@@ -447,7 +450,7 @@ class Batcher:
             slot.prompt = request.tokens[: slot.position]
             if slot.position < len(request.tokens):
                 return
-            slot.answer = self._answer(request, slot.branch)
+            slot.answer = self._answer(request, slot.branch, slot.cached)
             if slot.answer.budget <= 0:
                 slot.answer.end("length")
                 self._finish(slot)
@@ -486,7 +489,7 @@ class Batcher:
             slot.lookup.extend([slot.feed])
         return slot.feed
 
-    def _answer(self, request: Request, branch: int) -> Answer:
+    def _answer(self, request: Request, branch: int, cached: int) -> Answer:
         params = request.params
         ranked = params.n > 1 and params.temperature == 0
         return Answer(
@@ -494,6 +497,8 @@ class Batcher:
             params,
             request.stop,
             prompt_tokens=len(request.tokens),
+            cached_tokens=cached,
+            arrived=request.arrived,
             seed=request.seed + branch,
             first_rank=branch if ranked else None,
             on_delta=request.on_delta,

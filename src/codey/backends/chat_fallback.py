@@ -41,7 +41,8 @@ _FENCE = re.compile(r"^\s*```[^\n`]*\n(?P<body>.*?)\n?```\s*$", re.DOTALL)
 
 def infill_as_chat(prompt: InfillPrompt) -> ChatPrompt:
     """A chat turn asking for the code between `prompt.prefix` and `prompt.suffix`."""
-    context = f"Other code of the project:\n{prompt.context}\n\n" if prompt.context else ""
+    preamble = prompt.preamble(None)
+    context = f"Other code of the project:\n{preamble}\n\n" if preamble else ""
     request = (
         f"{context}{_BEFORE}\n{prompt.prefix}{_END}\n"
         f"{_AFTER}\n{prompt.suffix}{_END}\n"

@@ -36,6 +36,8 @@ class Answer:
         stop: tuple[str, ...],
         *,
         prompt_tokens: int,
+        cached_tokens: int = 0,
+        arrived: float | None = None,
         seed: int,
         first_rank: int | None = None,
         on_delta: OnDelta | None = None,
@@ -44,6 +46,7 @@ class Answer:
         self.params = params
         self.stop = stop
         self.prompt_tokens = prompt_tokens
+        self.cached_tokens = cached_tokens
         self.first_rank = first_rank
         self.on_delta = on_delta
         self.sampler = _sampler(engine, params, seed)
@@ -53,7 +56,10 @@ class Answer:
         self.finish: FinishReason | None = None
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._sent = 0
-        self.started = time.perf_counter()
+        self.started = time.monotonic()
+        self.arrived = self.started if arrived is None else arrived
+        """When the request reached the engine (time.monotonic)."""
+        self.ended = self.started
 
     @property
     def done(self) -> bool:
@@ -103,6 +109,7 @@ class Answer:
         if self.finish is not None:
             return None
         self.finish = finish
+        self.ended = time.monotonic()
         self.sampler.close()
         if self.on_delta:
             self.on_delta(
@@ -112,16 +119,24 @@ class Answer:
                     finish,
                     prompt_tokens=self.prompt_tokens,
                     completion_tokens=len(self.tokens),
+                    cached_tokens=self.cached_tokens,
                 )
             )
 
     def choice(self) -> Choice:
-        return Choice(self.text, self.tokens, self.finish or "cancelled")
+        return Choice(
+            self.text,
+            self.tokens,
+            self.finish or "cancelled",
+            self.cached_tokens,
+            prompt_seconds=self.started - self.arrived,
+            decode_seconds=self.ended - self.started,
+        )
 
     @property
     def decode_rate(self) -> float:
         """Tokens per second since the answer's first token was asked for."""
-        elapsed = time.perf_counter() - self.started
+        elapsed = time.monotonic() - self.started
         return len(self.tokens) / elapsed if len(self.tokens) > 1 and elapsed > 0 else 0.0
 
 

@@ -6,21 +6,55 @@ into a single special token, the model was trained with that template.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class SourceFile:
+    """Another file of the project, shown to the model before the code at the cursor."""
+
+    path: str
+    text: str
+
+
+Pieces = list[tuple[str, bool]]
+RepoParts = tuple[Pieces, list[Pieces], Pieces]
+
+
+@dataclass(frozen=True)
 class FimTemplate:
-    """Sentinels around prefix and suffix (prefix-suffix-middle order) and the stop strings."""
+    """Sentinels around prefix and suffix (prefix-suffix-middle order) and the stop strings;
+    `repo_name` and `file_sep` are the repository-level markers, for families trained on them."""
 
     prefix: str
     suffix: str
     middle: str
     stop: tuple[str, ...]
+    repo_name: str | None = None
+    file_sep: str | None = None
 
     def render(self, prefix: str, suffix: str) -> str:
         return f"{self.prefix}{prefix}{self.suffix}{suffix}{self.middle}"
+
+    def repo_parts(self, files: Sequence[SourceFile], path: str, repo: str) -> RepoParts:
+        """What goes before the prefix marker for `files` and the file at the cursor (`path`):
+        a head, one part per file, and a tail, each as (text, special) pieces. `special`
+        pieces are the template's markers; the others are the project's own text, which must
+        not be read as markers."""
+        if self.repo_name is None or self.file_sep is None:
+            # No repository format: the files as plain code, one after another.
+            return [], [[(f"{f.text.rstrip()}\n\n", False)] for f in files], []
+        head = [(self.repo_name, True), (f"{repo or 'project'}\n", False)]
+        body = [[(self.file_sep, True), (f"{f.path}\n{f.text.rstrip()}\n", False)] for f in files]
+        return head, body, [(self.file_sep, True), (f"{path or 'untitled'}\n", False)]
+
+    def render_repo(self, files: Sequence[SourceFile], path: str, repo: str) -> str:
+        """`repo_parts` as one text, for engines that take the markers as text."""
+        if not files:
+            return ""
+        head, body, tail = self.repo_parts(files, path, repo)
+        return "".join(text for part in (head, *body, tail) for text, _ in part)
 
     def parse(self, text: str) -> tuple[str, str, str] | None:
         """(context, prefix, suffix) of a prompt written in this template, as editors send it
@@ -43,10 +77,12 @@ FIM_TEMPLATES: dict[str, FimTemplate] = {
         "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>",
         stop=("<|endoftext|>", "<|fim_pad|>", "<|file_sep|>", "<|im_end|>", "<|fim_prefix|>",
               "<|repo_name|>"),
+        repo_name="<|repo_name|>", file_sep="<|file_sep|>",
     ),
     "starcoder": FimTemplate(
         "<fim_prefix>", "<fim_suffix>", "<fim_middle>",
         stop=("<|endoftext|>", "<file_sep>", "<fim_prefix>"),
+        repo_name="<repo_name>", file_sep="<file_sep>",
     ),
     "deepseek": FimTemplate(
         "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>",

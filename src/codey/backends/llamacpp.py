@@ -23,7 +23,7 @@ from codey.backends.base import (
     TextPrompt,
 )
 from codey.backends.engine_process import EngineProcess, EngineSpec, RestartPolicy
-from codey.backends.fim import FIM_TEMPLATES, FimTemplate, detect_family
+from codey.backends.fim import FIM_TEMPLATES, FimTemplate, Pieces, detect_family
 from codey.backends.registry import BackendContext, register
 from codey.backends.vocabulary import Vocabulary
 from codey.config import EMBEDDED_MODEL, Deployment, ModelSettings
@@ -108,7 +108,8 @@ class LlamaCppBackend(Backend):
     async def generate(self, prompt: Prompt, params: SamplingParams) -> Generation:
         tokens, stop = await self._prepare(prompt, params)
         choices = await self.engine.run(tokens, params, stop + params.stop)
-        return Generation(choices, len(tokens), sum(len(c.tokens) for c in choices))
+        cached = choices[0].cached_tokens if choices else 0
+        return Generation(choices, len(tokens), sum(len(c.tokens) for c in choices), cached)
 
     async def stream(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
         tokens, stop = await self._prepare(prompt, params)
@@ -121,15 +122,17 @@ class LlamaCppBackend(Backend):
         self.vocabulary.close()
 
     async def _prepare(self, prompt: Prompt, params: SamplingParams) -> Rendered:
-        tokens, stop = await asyncio.to_thread(self.render, prompt)
+        room = self.context_length - params.max_tokens
+        tokens, stop = await asyncio.to_thread(self.render, prompt, room)
         if not tokens:
             raise InvalidRequest("The prompt is empty.")
         if len(tokens) + params.max_tokens > self.context_length:
             raise ContextOverflow(len(tokens), params.max_tokens, self.context_length)
         return tokens, stop
 
-    def render(self, prompt: Prompt) -> Rendered:
-        """The tokens the engine receives for `prompt`, and the stop strings its format adds."""
+    def render(self, prompt: Prompt, room: int | None = None) -> Rendered:
+        """The tokens the engine receives for `prompt`, and the stop strings its format adds;
+        an infill prompt's other files are cut to fit in `room` tokens with the rest."""
         engine = self.vocabulary
         if isinstance(prompt, ChatPrompt):
             if self._chat is None:
@@ -149,16 +152,39 @@ class LlamaCppBackend(Backend):
             # The code around the cursor is tokenized without special tokens, so that it
             # cannot forge sentinels; the context before it is the caller's own.
             context = engine.tokenize(prompt.context, special=True) if prompt.context else []
-            tokens = (
-                context
-                + engine.tokenize(fim.prefix, special=True)
+            cursor = (
+                engine.tokenize(fim.prefix, special=True)
                 + engine.tokenize(prompt.prefix, special=False)
                 + engine.tokenize(fim.suffix, special=True)
                 + engine.tokenize(prompt.suffix, special=False)
                 + engine.tokenize(fim.middle, special=True)
             )
-            return tokens, fim.stop
+            if prompt.files:
+                room = self.context_length if room is None else room
+                context += self._files(prompt, room - len(context) - len(cursor))
+            return context + cursor, fim.stop
         raise TypeError(f"unknown prompt type {type(prompt).__name__}")
+
+    def _files(self, prompt: InfillPrompt, room: int) -> list[int]:
+        """The other files in the repository format, dropped from the front (the least
+        relevant) until they fit in `room` and in the prompt's budget."""
+        assert self.fim is not None
+
+        def tokens_of(pieces: Pieces) -> list[int]:
+            tokenize = self.vocabulary.tokenize
+            return [t for text, special in pieces for t in tokenize(text, special=special)]
+
+        head, body, tail = self.fim.repo_parts(prompt.files, prompt.path, prompt.repo)
+        first, last = tokens_of(head), tokens_of(tail)
+        budget = room if prompt.files_budget is None else min(room, prompt.files_budget)
+        left = budget - len(first) - len(last)
+        kept: list[int] = []
+        for part in reversed(body):
+            tokens = tokens_of(part)
+            if len(tokens) > left:
+                break
+            kept, left = tokens + kept, left - len(tokens)
+        return first + kept + last if kept else []
 
     def _render_chat(self, prompt: ChatPrompt) -> Rendered:
         """The chat template's tokens, with what each message says as plain text: a message

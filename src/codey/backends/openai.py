@@ -224,7 +224,11 @@ class OpenAIBackend(Backend):
         if self._infill == "suffix":
             return (
                 "/completions",
-                {**completion, "prompt": prompt.context + prompt.prefix, "suffix": prompt.suffix},
+                {
+                    **completion,
+                    "prompt": prompt.preamble(None) + prompt.prefix,
+                    "suffix": prompt.suffix,
+                },
                 False,
             )
         template = FIM_TEMPLATES[self._infill]
@@ -233,7 +237,7 @@ class OpenAIBackend(Backend):
             "/completions",
             {
                 **completion,
-                "prompt": prompt.context + template.render(prompt.prefix, prompt.suffix),
+                "prompt": prompt.preamble(template) + template.render(prompt.prefix, prompt.suffix),
                 "stop": stop,
             },
             False,

@@ -11,6 +11,7 @@ from rich.prompt import Prompt
 from rich.syntax import Syntax
 from rich.table import Table
 
+from codey.backends.fim import SourceFile
 from codey.cli.output import console, errors, fail, print_json
 from codey.cli.runner import run_job
 from codey.errors import InvalidRequest
@@ -18,6 +19,7 @@ from codey.runtime import Runtime
 from codey.services.chat import ChatRequest, ChatResult
 from codey.services.completion import MAX_COMPLETIONS, CompletionRequest, CompletionResult
 from codey.services.generation import GenerationRequest, GenerationResult
+from codey.services.repository import neighbours, project_root, relative
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 Language = Annotated[str, typer.Option("--language", "-l", help="Programming language.")]
@@ -159,13 +161,41 @@ def complete(
         int, typer.Option("--count", "-n", min=1, max=MAX_COMPLETIONS, help="Most suggestions.")
     ] = 3,
     max_tokens: MaxTokens = None,
+    with_files: Annotated[
+        list[Path] | None,
+        typer.Option("--with", help="Another file to show the model; repeatable, first nearest."),
+    ] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            help="The project FILE is in (default: the nearest folder with .git, "
+            "pyproject.toml, package.json, ...)."
+        ),
+    ] = None,
+    neighbours_: Annotated[
+        bool,
+        typer.Option(
+            "--neighbours/--no-neighbours",
+            help="Also show the files FILE imports and the project's latest changes.",
+        ),
+    ] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """Suggest code at a cursor: in FILE at --line/--column, or between --prefix and --suffix."""
+    """Suggest code at a cursor: in FILE at --line/--column, or between --prefix and --suffix;
+    other files of the project go to the model too, within `completion.context_tokens`."""
+    files: tuple[SourceFile, ...] = ()
+    path = repo = ""
     try:
         if file is not None:
             prefix, suffix = split_at_cursor(file, line, column)
             language = language or _language_of(file)
+            project = (root or project_root(file)).resolve()
+            chosen = with_files or []
+            for extra in chosen:
+                if not extra.is_file():
+                    raise InvalidRequest(f"--with {extra}: no such file.")
+            files = tuple(neighbours(file, project, chosen, related=neighbours_))
+            path, repo = relative(file.resolve(), project), project.name
         elif prefix is None:
             raise InvalidRequest(
                 "Nothing to complete.", hint="Give FILE --line N --column M, or --prefix TEXT."
@@ -178,6 +208,9 @@ def complete(
         language=language or "python",
         max_completions=count,
         max_tokens=max_tokens,
+        files=files,
+        path=path,
+        repo=repo,
     )
 
     async def job(runtime: Runtime) -> CompletionResult:

@@ -19,7 +19,7 @@ from codey.errors import InvalidRequest
 if TYPE_CHECKING:
     from codey.services import Services
 
-Dialect = Literal["native", "openai", "vertex"]
+Dialect = Literal["native", "openai", "vertex", "llamacpp"]
 
 
 @dataclass(frozen=True)

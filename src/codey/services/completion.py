@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
 from codey.backends.base import (
@@ -11,11 +11,11 @@ from codey.backends.base import (
     Delta,
     Generation,
     InfillPrompt,
-    SamplingParams,
     TextPrompt,
     span_confidence,
     tokens_in,
 )
+from codey.backends.fim import SourceFile
 from codey.config import CompletionSettings
 from codey.errors import InvalidRequest
 from codey.services.sampling import Sampling
@@ -39,7 +39,14 @@ class CompletionRequest:
     language: str = "python"
     max_completions: int = 3
     context: str | None = None
-    """Other code the completion should know about, such as related files."""
+    """Other code the completion should know about, as free text."""
+    files: tuple[SourceFile, ...] = ()
+    """Other files of the project, least relevant first, shown in the model's repository
+    format within `completion.context_tokens`."""
+    path: str = ""
+    """The path of the file at the cursor, within the project."""
+    repo: str = ""
+    """The project's name."""
     max_tokens: int | None = None
     """None, here and below, leaves the value to the service's defaults (`[completion]`)."""
     temperature: float | None = None
@@ -100,6 +107,28 @@ class Shaping:
         return all(self(raw + probe)[0] == now for probe in _PROBES)
 
 
+@dataclass
+class LineDeadline:
+    """Ends an answer at a token that breaks a line once `seconds` have passed since its first
+    token (llama.cpp's `t_max_predict_ms`), or when `then` says so; crosses into the engine
+    process, and keeps its clock there."""
+
+    seconds: float
+    then: Callable[[str], bool] | None = None
+    started: float = 0.0
+    seen: str | None = None
+    """The answer as last looked at: what `raw` adds to it is the newest token."""
+
+    def __call__(self, raw: str) -> bool:
+        now = time.monotonic()
+        if self.seen is None or not raw.startswith(self.seen):  # an answer's first token
+            self.started, self.seen = now, ""
+        newest, self.seen = raw[len(self.seen) :], raw
+        if self.then is not None and self.then(raw):
+            return True
+        return "\n" in newest and now - self.started >= self.seconds
+
+
 class CompletionService:
     def __init__(self, backend: Backend, defaults: CompletionSettings | None = None) -> None:
         self.backend = backend
@@ -111,39 +140,72 @@ class CompletionService:
         """The model's own continuation of `prompt`, or its infill before `suffix`, for
         clients that do their own post-processing; `shaped` gives an infill's answers the
         native suggestions' post-processing (and ends decoding where it would cut)."""
-        params = sampling.resolve(self.defaults)
         asked = self._raw_prompt(prompt, suffix)
-        if shaped and isinstance(asked, InfillPrompt):
-            return await self._shaped(asked, params)
-        return await self.backend.generate(asked, params)
+        if isinstance(asked, InfillPrompt):
+            return await self.infill(asked, sampling, shaped=shaped)
+        return await self.backend.generate(asked, sampling.resolve(self.defaults))
 
     def stream_raw(
         self, prompt: str, suffix: str | None, sampling: Sampling, *, shaped: bool = False
     ) -> AsyncIterator[Delta]:
         """`raw`, token by token; shaped, in one piece once it is whole."""
-        params = sampling.resolve(self.defaults)
         asked = self._raw_prompt(prompt, suffix)
-        if shaped and isinstance(asked, InfillPrompt):
-            return self._shaped_stream(asked, params)
-        return self.backend.stream(asked, params)
+        if isinstance(asked, InfillPrompt):
+            return self.stream_infill(asked, sampling, shaped=shaped)
+        return self.backend.stream(asked, sampling.resolve(self.defaults))
 
-    async def _shaped(self, infill: InfillPrompt, params: SamplingParams) -> Generation:
-        line_prefix = cursor_at(infill.prefix, infill.suffix).line_prefix
-        shape = Shaping(infill.prefix, infill.suffix, "", line_prefix)
-        generation = await self.backend.generate(infill, replace(params, until=shape.settled))
-        for choice in generation.choices:
-            text, offset = shape(choice.text)
-            choice.tokens = tokens_in(choice.tokens, offset, offset + len(text))
-            choice.text = text
+    async def infill(
+        self,
+        infill: InfillPrompt,
+        sampling: Sampling,
+        *,
+        shaped: bool = False,
+        line_seconds: float | None = None,
+    ) -> Generation:
+        """The model's infill at the cursor (its other files within `completion.context_tokens`);
+        `shaped` cuts each answer to what fits the cursor and ends decoding there;
+        `line_seconds` ends decoding at a line's end once that long has passed since the
+        first token (llama.cpp's `t_max_predict_ms`)."""
+        infill = self._budgeted(infill)
+        shape = None
+        if shaped:
+            line_prefix = cursor_at(infill.prefix, infill.suffix).line_prefix
+            shape = Shaping(infill.prefix, infill.suffix, "", line_prefix)
+        params = sampling.resolve(self.defaults)
+        if shape is not None or line_seconds is not None:
+            until = shape.settled if shape is not None else None
+            if line_seconds is not None:
+                until = LineDeadline(line_seconds, until)
+            params = replace(params, until=until)
+        generation = await self.backend.generate(infill, params)
+        if shape is not None:
+            for choice in generation.choices:
+                text, offset = shape(choice.text)
+                choice.tokens = tokens_in(choice.tokens, offset, offset + len(text))
+                choice.text = text
         return generation
 
-    async def _shaped_stream(
-        self, infill: InfillPrompt, params: SamplingParams
+    async def stream_infill(
+        self,
+        infill: InfillPrompt,
+        sampling: Sampling,
+        *,
+        shaped: bool = False,
+        line_seconds: float | None = None,
     ) -> AsyncIterator[Delta]:
-        generation = await self._shaped(infill, params)
-        choice = generation.choices[0]
-        yield Delta(choice.text, None, choice.finish_reason, generation.prompt_tokens,
-                    generation.completion_tokens)  # fmt: skip
+        """`infill`, token by token; shaped, in one piece once it is whole."""
+        if shaped:
+            generation = await self.infill(infill, sampling, shaped=True, line_seconds=line_seconds)
+            choice = generation.choices[0]
+            yield Delta(choice.text, None, choice.finish_reason, generation.prompt_tokens,
+                        generation.completion_tokens, generation.cached_tokens)  # fmt: skip
+            return
+        infill = self._budgeted(infill)
+        params = sampling.resolve(self.defaults)
+        if line_seconds is not None:
+            params = replace(params, until=LineDeadline(line_seconds))
+        async for delta in self.backend.stream(infill, params):
+            yield delta
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
         if not (request.prefix.strip() or request.suffix.strip()):
@@ -159,6 +221,12 @@ class CompletionService:
         model_prefix, removed = heal_prefix(request.prefix)
         if request.context and request.context.strip():
             model_prefix = f"{request.context.rstrip()}\n\n{model_prefix}"
+        infill = self._budgeted(
+            InfillPrompt(
+                model_prefix, request.suffix, files=request.files, path=request.path,
+                repo=request.repo,
+            )
+        )  # fmt: skip
         params = Sampling(
             max_tokens=request.max_tokens,
             temperature=request.temperature,
@@ -169,7 +237,7 @@ class CompletionService:
         shape = Shaping(request.prefix, request.suffix, removed, line_prefix, request.postprocess)
         if request.postprocess:
             params = replace(params, until=shape.settled)
-        generation = await self.backend.generate(InfillPrompt(model_prefix, request.suffix), params)
+        generation = await self.backend.generate(infill, params)
         best: dict[str, Suggestion] = {}
         for choice in generation.choices:
             text, offset = shape(choice.text)
@@ -187,6 +255,12 @@ class CompletionService:
             completion_tokens=generation.completion_tokens,
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )
+
+    def _budgeted(self, infill: InfillPrompt) -> InfillPrompt:
+        """`infill` with its other files held to `completion.context_tokens`."""
+        if not infill.files:
+            return infill
+        return replace(infill, files_budget=self.defaults.context_tokens)
 
     def _raw_prompt(self, prompt: str, suffix: str | None) -> TextPrompt | InfillPrompt:
         """An infill prompt for a suffix, or for a prompt written in the served model's

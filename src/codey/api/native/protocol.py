@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, S
 
 from codey.api.numbers import WHOLE
 from codey.backends.base import Message
+from codey.backends.fim import SourceFile
 from codey.config import Service
 from codey.gateway.job import Answer, Dialect, Job
 from codey.services import Services
@@ -198,6 +199,11 @@ class ChatResponse(BaseModel):
         )
 
 
+class FileIn(_Body):
+    path: str = Field(min_length=1, max_length=1000)
+    text: str
+
+
 class CompleteBody(_NativeJob):
     # The cursor needs code on at least one side of it.
     model_config = ConfigDict(
@@ -216,6 +222,15 @@ class CompleteBody(_NativeJob):
     max_completions: Annotated[StrictInt, Field(ge=1, le=MAX_COMPLETIONS), WHOLE] = 3
     max_tokens: Annotated[StrictInt, Field(ge=1, le=512), WHOLE] | None = None
     context: str | None = None
+    files: list[FileIn] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Other files of the project, least relevant first: shown to the model in "
+        "its repository format within `completion.context_tokens`, cached between keystrokes.",
+    )
+    path: str | None = Field(
+        default=None, max_length=1000, description="The file at the cursor, within the project."
+    )
     session: str | None = Field(
         default=None,
         max_length=200,
@@ -224,7 +239,8 @@ class CompleteBody(_NativeJob):
     )
 
     def billed_text(self) -> str:
-        return self.prefix + self.suffix + (self.context or "")
+        files = "".join(f.text for f in self.files)
+        return self.prefix + self.suffix + (self.context or "") + files
 
     def cache_request(self) -> dict[str, Any] | None:
         return self.model_dump(exclude={"session"})  # the same code gets the same answer
@@ -243,6 +259,8 @@ class CompleteBody(_NativeJob):
             max_completions=self.max_completions,
             max_tokens=self.max_tokens,
             context=self.context,
+            files=tuple(SourceFile(f.path, f.text) for f in self.files),
+            path=self.path or "",
             session=self.session,
         )
 
