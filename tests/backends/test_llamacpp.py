@@ -74,14 +74,20 @@ async def test_other_files_go_in_the_repository_format_and_the_nearest_fit_the_b
     assert "<|file_sep|>geometry/consts.py\nPI = 3.14159\n<|file_sep|>geometry/area.py\n" in text
     (middle,) = vocab.tokenize("<|fim_middle|>", special=True)
     assert whole.count(middle) == 1  # a file's text cannot forge markers
-    # A budget too small for both keeps the one nearest the cursor; too small for any, none.
-    cut, _ = backend.render(replace(prompt, files_budget=40))
-    assert "far.py" not in "".join(vocab.token_text(t) for t in cut) and cut.count(file_sep) == 2
+    # A budget too small for both keeps the one nearest the cursor whole and the whole lines
+    # of the other's start that fit; too small for any, none.
+    cursor = len(backend.render(InfillPrompt("return ", "\n"))[0])
+    budget = len(whole) - cursor - 100
+    cut, _ = backend.render(replace(prompt, files_budget=budget))
+    cut_text = "".join(vocab.token_text(t) for t in cut)
+    assert len(cut) - cursor <= budget and cut.count(file_sep) == 3
+    kept = cut_text.split("<|file_sep|>far.py\n")[1].split("<|file_sep|>")[0]
+    assert 0 < kept.count("FAR = ") < 40 and kept.endswith("'\n")  # whole lines only
+    assert "<|file_sep|>geometry/consts.py\nPI = 3.14159\n" in cut_text
     bare, _ = backend.render(replace(prompt, files_budget=3))
-    assert bare == backend.render(InfillPrompt("return ", "\n"))[0]
+    assert len(bare) == cursor
     # The window bounds them too: the room left after the answer's tokens.
-    roomy, _ = backend.render(prompt, room=len(cut) + 1)
-    assert roomy == cut
+    assert backend.render(prompt, room=len(cut))[0] == cut
 
 
 async def test_a_prompt_only_request_fills_the_cache_for_the_next(

@@ -148,3 +148,15 @@ async def test_raw_infill_is_post_processed_only_when_asked() -> None:
     assert shaped.completion_tokens < raw.completion_tokens  # decoding ended at the cut
     streamed = [d async for d in service.stream_raw(PREFIX, SUFFIX, sampling, shaped=True)]
     assert "".join(d.text for d in streamed) == "result = total / len(values)"
+
+
+async def test_suggestions_that_cannot_fit_the_hole_are_left_out() -> None:
+    prefix, suffix = "def area(r):\n    ", "\n    return result\n"
+    rules = [Rule("def area(r):\n<fill>", "    ```\n")]  # the chat model's Markdown habit
+    service = CompletionService(FakeBackend(rules=rules))
+    kept = await service.complete(CompletionRequest(prefix, suffix, max_completions=1))
+    assert kept.suggestions == []
+    measured = await service.complete(
+        CompletionRequest(prefix, suffix, max_completions=1, drop_misfits=False)
+    )
+    assert [s.completion for s in measured.suggestions] == ["```"]

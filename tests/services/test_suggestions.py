@@ -6,6 +6,7 @@ from codey.services.suggestions import (
     cursor_at,
     drop_prefix_echo,
     heal_prefix,
+    misfit,
     postprocess,
     stop_at_scope,
     suggestion_kind,
@@ -175,3 +176,36 @@ def test_other_languages_are_classified_from_their_tokens(
     text: str, language: str, kind: str
 ) -> None:
     assert suggestion_kind(text, "", language) == kind
+
+
+@pytest.mark.parametrize(
+    ("text", "prefix", "suffix", "reason"),
+    [
+        ("```python", "def f():\n    ", "\n", "a Markdown fence"),
+        ("def helper(x):", "def f(a):\n    y = a\n    ", "\n    return y\n",
+         "a new definition inside a body"),
+        ("@property", "def f(a):\n    y = a\n    ", "\n", "a new definition inside a body"),
+        ("for x in xs:", "def f(xs):\n    for x in xs:\n        ", "\n",
+         "a line just before the cursor again"),
+        ("return total", "def f(xs):\n    ", "\n    return total\n",
+         "a line of the code after the cursor"),
+        ("  ", "def f():\n    ", "\n", "empty"),
+    ],
+)  # fmt: skip
+def test_misfits_name_why_they_cannot_fill_the_hole(
+    text: str, prefix: str, suffix: str, reason: str
+) -> None:
+    assert misfit(text, prefix, suffix) == reason
+
+
+@pytest.mark.parametrize(
+    ("text", "prefix", "suffix"),
+    [
+        ("def helper(self):", "class A:\n    x = 1\n\n    ", "\n"),  # a method in a class
+        ("def main():", "import os\n\n", "\n"),  # at the top level
+        ("total += x", "def f(xs):\n    for x in xs:\n        ", "\n    return total\n"),
+        ("x = 1", "def f():\n    x = 1\n    ", "\n"),  # short lines may repeat
+    ],
+)
+def test_code_that_fits_is_no_misfit(text: str, prefix: str, suffix: str) -> None:
+    assert misfit(text, prefix, suffix) is None

@@ -7,6 +7,7 @@ process (engine_process.py), which answers token by token.
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +24,7 @@ from codey.backends.base import (
     TextPrompt,
 )
 from codey.backends.engine_process import EngineProcess, EngineSpec, RestartPolicy
-from codey.backends.fim import FIM_TEMPLATES, FimTemplate, Pieces, detect_family
+from codey.backends.fim import FIM_TEMPLATES, FimTemplate, Pieces, SourceFile, detect_family
 from codey.backends.registry import BackendContext, register
 from codey.backends.vocabulary import Vocabulary
 from codey.config import EMBEDDED_MODEL, Deployment, ModelSettings
@@ -166,22 +167,35 @@ class LlamaCppBackend(Backend):
         raise TypeError(f"unknown prompt type {type(prompt).__name__}")
 
     def _files(self, prompt: InfillPrompt, room: int) -> list[int]:
-        """The other files in the repository format, dropped from the front (the least
-        relevant) until they fit in `room` and in the prompt's budget."""
-        assert self.fim is not None
+        """The other files in the repository format, the nearest to the cursor (the last)
+        first, until `room` and the prompt's budget are full; the file that overflows keeps
+        the whole lines of its start that fit."""
+        fim = self.fim
+        assert fim is not None
 
         def tokens_of(pieces: Pieces) -> list[int]:
             tokenize = self.vocabulary.tokenize
             return [t for text, special in pieces for t in tokenize(text, special=special)]
 
-        head, body, tail = self.fim.repo_parts(prompt.files, prompt.path, prompt.repo)
-        first, last = tokens_of(head), tokens_of(tail)
+        def part(file: SourceFile) -> list[int]:
+            return tokens_of(fim.repo_parts([file], "", "")[1][0])
+
+        first = tokens_of(fim.repo_parts([], prompt.path, prompt.repo)[0])
+        last = tokens_of(fim.repo_parts([], prompt.path, prompt.repo)[2])
         budget = room if prompt.files_budget is None else min(room, prompt.files_budget)
         left = budget - len(first) - len(last)
         kept: list[int] = []
-        for part in reversed(body):
-            tokens = tokens_of(part)
+        for file in reversed(prompt.files):
+            tokens = part(file)
             if len(tokens) > left:
+                lines = file.text.splitlines(keepends=True)
+                fits = bisect.bisect(
+                    range(len(lines) + 1),
+                    left,
+                    key=lambda n: len(part(SourceFile(file.path, "".join(lines[:n])))),
+                )
+                if fits > 1:  # at least one line of the file
+                    kept = part(SourceFile(file.path, "".join(lines[: fits - 1]))) + kept
                 break
             kept, left = tokens + kept, left - len(tokens)
         return first + kept + last if kept else []

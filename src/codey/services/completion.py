@@ -24,6 +24,7 @@ from codey.services.suggestions import (
     cursor_at,
     drop_prefix_echo,
     heal_prefix,
+    misfit,
     postprocess,
     suggestion_kind,
     unheal,
@@ -52,6 +53,9 @@ class CompletionRequest:
     temperature: float | None = None
     postprocess: bool = True
     """Off only to measure what post-processing is worth."""
+    drop_misfits: bool = True
+    """Leave out suggestions that cannot fit the hole (`suggestions.misfit`); off only to
+    measure what that is worth."""
     session: str | None = None
     """The client or document typing, whose prompt the engine keeps cached between keystrokes."""
 
@@ -242,6 +246,8 @@ class CompletionService:
         for choice in generation.choices:
             text, offset = shape(choice.text)
             if not text.strip():
+                continue
+            if request.drop_misfits and misfit(text, request.prefix, request.suffix):
                 continue
             confidence = round(span_confidence(choice.tokens, [(offset, offset + len(text))]), 4)
             if text in best and best[text].confidence >= confidence:

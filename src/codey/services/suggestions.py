@@ -148,6 +148,49 @@ def postprocess(text: str, prefix: str, suffix: str) -> str:
     return trimmed if trimmed.strip() else ""
 
 
+_DEFINES = ("def ", "async def ", "class ", "@")
+_NEARBY = 5
+"""Code lines around the cursor that a suggestion must not repeat."""
+
+
+def misfit(text: str, prefix: str, suffix: str) -> str | None:
+    """Why a post-processed suggestion does not fit the hole, or None if it may: it opens a
+    Markdown fence, opens a new definition inside a function's body, or repeats one of the
+    code lines just before or just after the cursor (the model restarting the block it is in,
+    or writing the suffix's code early)."""
+    first = next((line.strip() for line in text.split("\n") if line.strip()), "")
+    if not first:
+        return "empty"
+    if first.startswith("```"):
+        return "a Markdown fence"
+    cursor = cursor_at(prefix, suffix)
+    if first.startswith(_DEFINES) and not cursor.line_prefix.strip():
+        header = _enclosing_header(prefix, cursor.block_indent)
+        if header is not None and not header.startswith("class "):
+            return "a new definition inside a body"
+    if len(first) >= 8:
+        line_start = prefix.rsplit("\n", 1)[0] if "\n" in prefix else ""
+        before = [ln.strip() for ln in line_start.split("\n") if ln.strip()][-_NEARBY:]
+        after = [ln.strip() for ln in suffix.split("\n") if ln.strip()][:_NEARBY]
+        whole = (cursor.line_prefix + first).strip()
+        if whole in before:
+            return "a line just before the cursor again"
+        if whole in after:
+            return "a line of the code after the cursor"
+    return None
+
+
+def _enclosing_header(prefix: str, indent: int) -> str | None:
+    """The nearest line above the cursor indented less than `indent` (the header of the block
+    the cursor is in), stripped; None at the top level."""
+    if indent <= 0:
+        return None
+    for line in reversed(prefix.split("\n")[:-1]):
+        if line.strip() and _indent_of(line) < indent:
+            return line.strip()
+    return None
+
+
 Kind = Literal[
     "function", "class", "import", "variable", "return", "control", "call", "expression",
     "comment", "statement",
