@@ -27,6 +27,17 @@ TABBY = tomllib.loads((RECIPES / "tabby.toml").read_text())["model"]["completion
 MODEL = CONTINUE["model"]
 
 
+VSCODE = json.loads((RECIPES / "llama-vscode.json").read_text())
+VIM_ENDPOINT = re.search(r"'endpoint_fim':\s*'([^']+)'", (RECIPES / "llama.vim").read_text())
+
+
+def test_the_llama_cpp_plugins_recipes_point_at_codeys_infill() -> None:
+    """llama.vscode posts to `{endpoint}/infill`, llama.vim to `endpoint_fim` as it is."""
+    assert VSCODE["llama-vscode.endpoint"] + "/infill" == "http://127.0.0.1:8000/infill"
+    assert VIM_ENDPOINT is not None and VIM_ENDPOINT[1] == "http://127.0.0.1:8000/infill"
+    assert VSCODE["llama-vscode.n_predict"] <= 512
+
+
 def test_the_readmes_recipes_name_what_a_default_codey_serves() -> None:
     assert CONTINUE["provider"] == "openai" and "autocomplete" in CONTINUE["roles"]
     assert CONTINUE["apiBase"] == TABBY["api_endpoint"] == "http://127.0.0.1:8000/v1"
@@ -177,8 +188,8 @@ def vscode_body(**extra: Any) -> dict[str, Any]:
         "input_suffix": "\n",
         "input_extra": [CHUNK],
         "prompt": "    return ",
-        "n_predict": 128,
-        "n_cmpl": 3,
+        "n_predict": VSCODE["llama-vscode.n_predict"],
+        "n_cmpl": 3,  # the plugin's default; the recipe asks for 1
         "top_k": 40,
         "top_p": 0.99,
         "stream": False,

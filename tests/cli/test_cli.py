@@ -256,3 +256,22 @@ def test_complete_shows_the_model_other_files_of_the_project(
     )
     assert first() == "PI * r * r"  # found as the project's latest change
     assert first("--no-neighbours") == "3.14 * r * r"
+
+
+@pytest.mark.slow
+def test_eval_realcode_reports_each_kind_before_and_after(
+    fake_env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "realcode"
+    run = codey(
+        "eval", "realcode", "--kinds", "line,cross_file", "--split", "held_out", "--limit", "4",
+        "--output", str(out), "--json", env=fake_env, timeout=600,
+    )  # fmt: skip
+    summary = json.loads(run.stdout)
+    assert summary["seed"] and summary["versions"]["redis"]
+    rows = {(r["kind"], r["split"]): r for r in summary["rows"]}
+    assert rows["line", "held_out"]["cases"] == 4
+    for row in rows.values():
+        assert 0 <= row["exact_after"] <= 1 and 0 <= row["similarity_after"] <= 1
+    cases = [json.loads(line) for line in (out / "cases.jsonl").read_text().splitlines()]
+    assert len(cases) == 4 and {"want", "before", "after", "parses_after"} <= cases[0].keys()
