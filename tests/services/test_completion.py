@@ -10,7 +10,12 @@ from codey.backends.base import InfillPrompt, TextPrompt
 from codey.backends.fake import FakeBackend, Rule, tokens_of
 from codey.errors import InvalidRequest
 from codey.runtime import Runtime
-from codey.services.completion import CompletionRequest, CompletionService, Shaping
+from codey.services.completion import (
+    CompletionRequest,
+    CompletionService,
+    LineDeadline,
+    Shaping,
+)
 from codey.services.sampling import Sampling
 
 PREFIX = (
@@ -160,3 +165,15 @@ async def test_suggestions_that_cannot_fit_the_hole_are_left_out() -> None:
         CompletionRequest(prefix, suffix, max_completions=1, drop_misfits=False)
     )
     assert [s.completion for s in measured.suggestions] == ["```"]
+
+
+def test_a_line_deadline_ends_an_answer_at_a_line_break_once_its_time_is_up() -> None:
+    """llama.cpp's t_max_predict_ms: checked at the tokens that break a line."""
+    up = LineDeadline(0.0)
+    assert not up("x = 1") and up("x = 1\n")
+    waiting = LineDeadline(3600.0)
+    assert not waiting("x = 1") and not waiting("x = 1\n")
+    assert LineDeadline(3600.0, then=lambda raw: raw.endswith("1"))("x = 1")
+    # A new answer (n > 1) starts its own clock and its own newest token.
+    shared = LineDeadline(0.0)
+    assert shared("a\n") and not shared("b") and shared("b\n")
