@@ -177,3 +177,18 @@ def test_a_line_deadline_ends_an_answer_at_a_line_break_once_its_time_is_up() ->
     # A new answer (n > 1) starts its own clock and its own newest token.
     shared = LineDeadline(0.0)
     assert shared("a\n") and not shared("b") and shared("b\n")
+
+
+async def test_an_infill_budget_beyond_the_window_is_cut_to_what_the_window_leaves() -> None:
+    """Continue asks for 4,096 tokens whatever the window: it gets an answer, not a 400."""
+    prefix, suffix = "def add(a, b):\n    return ", "\n"
+    backend = FakeBackend(rules=[Rule(f"{prefix}<fill>", "a + b")], context_length=64)
+    service = CompletionService(backend)
+    room = 64 - len(tokens_of(f"{prefix}<fill>{suffix}"))
+    generation = await service.raw(prefix, suffix, Sampling(max_tokens=4096))
+    assert generation.choices[0].text == "a + b" and backend.params[-1].max_tokens == room
+    streamed = service.stream_raw(prefix, suffix, Sampling(max_tokens=4096))
+    assert "".join([d.text async for d in streamed]) == "a + b"
+    assert backend.params[-1].max_tokens == room
+    with pytest.raises(InvalidRequest, match="context window is 64 tokens"):
+        await service.raw("x = 1\n" * 40, suffix, Sampling(max_tokens=4096))

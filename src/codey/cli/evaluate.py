@@ -44,13 +44,7 @@ def humaneval_command(
     output.mkdir(parents=True, exist_ok=True)
 
     async def job(runtime: Runtime) -> dict[str, object]:
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=errors) as progress:
+        with _progress() as progress:
             generation_cases: list[humaneval.GenerationCase] = []
             if generation:
                 task = progress.add_task("generation", total=len(problems))
@@ -117,9 +111,7 @@ def realcode_command(
     output.mkdir(parents=True, exist_ok=True)
 
     async def job(runtime: Runtime) -> dict[str, object]:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn())  # fmt: skip
-        with Progress(*columns, console=errors) as progress:
+        with _progress() as progress:
             task = progress.add_task("infilling real code", total=len(chosen))
             with _records(output / "cases.jsonl") as record:
                 outcomes = await realcode.evaluate(
@@ -152,6 +144,12 @@ def realcode_command(
         )  # fmt: skip
     console.print(table)
     console.print(f"[dim]per-case results in {output}/[/]")
+
+
+def _progress() -> Progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    return Progress(*columns, console=errors)
 
 
 @contextmanager

@@ -11,13 +11,14 @@ from codey.backends.base import (
     Delta,
     Generation,
     InfillPrompt,
+    SamplingParams,
     TextPrompt,
     span_confidence,
     tokens_in,
 )
 from codey.backends.fim import SourceFile
 from codey.config import CompletionSettings
-from codey.errors import InvalidRequest
+from codey.errors import ContextOverflow, InvalidRequest
 from codey.services.sampling import Sampling
 from codey.services.suggestions import (
     Kind,
@@ -181,7 +182,10 @@ class CompletionService:
             if line_seconds is not None:
                 until = LineDeadline(line_seconds, until)
             params = replace(params, until=until)
-        generation = await self.backend.generate(infill, params)
+        try:
+            generation = await self.backend.generate(infill, params)
+        except ContextOverflow as overflow:
+            generation = await self.backend.generate(infill, _within(params, overflow))
         if shape is not None:
             for choice in generation.choices:
                 text, offset = shape(choice.text)
@@ -208,7 +212,16 @@ class CompletionService:
         params = sampling.resolve(self.defaults)
         if line_seconds is not None:
             params = replace(params, until=LineDeadline(line_seconds))
-        async for delta in self.backend.stream(infill, params):
+        deltas = self.backend.stream(infill, params)
+        try:
+            first = await anext(deltas)
+        except ContextOverflow as overflow:
+            deltas = self.backend.stream(infill, _within(params, overflow))
+            first = await anext(deltas)
+        except StopAsyncIteration:
+            return
+        yield first
+        async for delta in deltas:
             yield delta
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
@@ -282,3 +295,13 @@ class CompletionService:
             context, prefix, suffix = parts
             return InfillPrompt(prefix, suffix, context)
         return TextPrompt(prompt)
+
+
+def _within(params: SamplingParams, overflow: ContextOverflow) -> SamplingParams:
+    """An infill's budget cut to what the window leaves after the prompt, as llama.cpp's server
+    cuts it: editors ask for thousands of tokens (Continue: 4,096) and use a line or two.
+    Re-raises when the prompt alone does not fit."""
+    room = overflow.context_length - overflow.prompt_tokens
+    if room <= 0 or room >= params.max_tokens:
+        raise overflow
+    return replace(params, max_tokens=room)
