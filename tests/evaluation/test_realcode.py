@@ -25,6 +25,7 @@ def test_each_case_masks_whole_code_of_its_file() -> None:
         assert case.prefix.endswith((" ", "\t", "\n"))  # the cursor at the indentation
         assert len(case.prefix) <= realcode.BEFORE and len(case.suffix) <= realcode.AFTER
         assert realcode.parses(case, case.middle)  # the masked code put back parses
+        assert realcode.parses(case, case.middle.rstrip("\n"))  # as a suggestion comes
         if case.kind == "line":
             assert case.middle.count("\n") == 1
         if case.kind == "block":

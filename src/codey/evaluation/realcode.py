@@ -115,7 +115,10 @@ def block_exact(case: Case, completion: str) -> bool:
 
 
 def parses(case: Case, completion: str, source: str | None = None) -> bool:
-    """Whether the file still parses with `completion` in place of the masked code."""
+    """Whether the file still parses with `completion` in place of the masked code (as an
+    editor inserts it: on the masked line, whose line break stays)."""
+    if not completion.endswith("\n"):
+        completion += "\n"
     text = source if source is not None else _source(case)
     start = text.index(case.prefix + case.middle + case.suffix)
     whole = text[:start] + case.prefix + completion + case.suffix
