@@ -149,15 +149,12 @@ def postprocess(text: str, prefix: str, suffix: str) -> str:
 
 
 _DEFINES = ("def ", "async def ", "class ", "@")
-_NEARBY = 5
-"""Code lines around the cursor that a suggestion must not repeat."""
 
 
 def misfit(text: str, prefix: str, suffix: str) -> str | None:
-    """Why a post-processed suggestion does not fit the hole, or None if it may: it opens a
-    Markdown fence, opens a new definition inside a function's body, or repeats one of the
-    code lines just before or just after the cursor (the model restarting the block it is in,
-    or writing the suffix's code early)."""
+    """Why a post-processed suggestion does not fit the hole, or None if it may: it is empty,
+    opens a Markdown fence, or opens a new definition inside a function's body. (Repeating a
+    line next to the cursor is no misfit: real code repeats its lines in sibling branches.)"""
     first = next((line.strip() for line in text.split("\n") if line.strip()), "")
     if not first:
         return "empty"
@@ -168,15 +165,6 @@ def misfit(text: str, prefix: str, suffix: str) -> str | None:
         header = _enclosing_header(prefix, cursor.block_indent)
         if header is not None and not header.startswith("class "):
             return "a new definition inside a body"
-    if len(first) >= 8:
-        line_start = prefix.rsplit("\n", 1)[0] if "\n" in prefix else ""
-        before = [ln.strip() for ln in line_start.split("\n") if ln.strip()][-_NEARBY:]
-        after = [ln.strip() for ln in suffix.split("\n") if ln.strip()][:_NEARBY]
-        whole = (cursor.line_prefix + first).strip()
-        if whole in before:
-            return "a line just before the cursor again"
-        if whole in after:
-            return "a line of the code after the cursor"
     return None
 
 
