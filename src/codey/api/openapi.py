@@ -33,6 +33,7 @@ EXTRA: dict[str, tuple[int, ...]] = {
     "completions": (*_JOB, 404),
     "predict": (*_JOB, 404),  # an unknown publisher model
     "server_streaming_predict": (*_JOB, 404),
+    "infill": (*_JOB, 404),  # an unknown model
     "tokenize": (404, 502, 503, 504),  # counts on the model's deployment, outside the quotas
     "usage": (403, 404),  # another principal's usage; an unknown principal
     "publisher_model": (404,),
@@ -72,9 +73,17 @@ _PREDICTION_ARRAY = {
         },
     },
 }
+_INFILL_STREAM = {
+    "description": "With `stream: true`: server-sent events as llama.cpp's server sends them, "
+    "one `data: <result>` per piece of text (`stop: false`), then the whole result with "
+    "`stop: true`, and no [DONE]. Otherwise one result object, or an array of them for "
+    "`n_cmpl` > 1.",
+    "schema": _EVENT_STREAM["schema"],
+}
 STREAMED: dict[str, tuple[str, dict[str, Any]]] = {
     "chat_completions": ("text/event-stream", _EVENT_STREAM),
     "completions": ("text/event-stream", _EVENT_STREAM),
+    "infill": ("text/event-stream", _INFILL_STREAM),
     "server_streaming_predict": ("application/json", _PREDICTION_ARRAY),
 }
 """The success media type of a streaming route, which its own declaration cannot state."""

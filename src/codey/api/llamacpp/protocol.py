@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic.json_schema import JsonDict
 
 from codey.api.numbers import WHOLE
 from codey.backends.base import Choice, Delta, Generation, InfillPrompt
@@ -40,7 +41,26 @@ class ExtraChunk(_Body):
     filename: str = ""
 
 
+_SOME_CODE: JsonDict = {
+    "anyOf": [
+        {"required": ["n_predict"], "properties": {"n_predict": {"const": 0}}},
+        {"required": ["input_prefix"], "properties": {"input_prefix": {"pattern": r"\S"}}},
+        {"required": ["prompt"], "properties": {"prompt": {"pattern": r"\S"}}},
+        {"required": ["input_suffix"], "properties": {"input_suffix": {"pattern": r"\S"}}},
+    ]
+}
+_ONE_STREAMED: JsonDict = {
+    "anyOf": [
+        {"properties": {"stream": {"const": False}}},
+        {"properties": {"n_cmpl": {"const": 1}}},
+    ]
+}
+
+
 class InfillRequest(_Body, Job):
+    # Code on some side of the cursor, unless the request only warms the cache.
+    # One answer at a time is streamed.
+    model_config = ConfigDict(json_schema_extra={"allOf": [_SOME_CODE, _ONE_STREAMED]})
     service: ClassVar[Service] = "completion"
     dialect: ClassVar[Dialect] = "llamacpp"
 
@@ -52,9 +72,7 @@ class InfillRequest(_Body, Job):
         default=-1, description="Tokens at most; -1: the service's default; 0: only cache."
     )
     n_cmpl: Annotated[StrictInt, Field(ge=1, le=MAX_COMPLETIONS), WHOLE] = Field(
-        default=1,
-        validation_alias=AliasChoices("n_cmpl", "n"),
-        description="Answers (also `n`); more than one comes back as an array.",
+        default=1, description="Answers; more than one comes back as an array."
     )
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_k: Annotated[StrictInt, Field(ge=0), WHOLE] | None = None
