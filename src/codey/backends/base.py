@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from codey.backends.fim import FimTemplate, SourceFile
+from codey.backends.fim import FimTemplate, SourceFile, as_plain_code
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "cancelled"]
@@ -62,7 +62,7 @@ class InfillPrompt:
         files in `template`'s repository format, or as plain code without one."""
         if template is not None:
             return self.context + template.render_repo(self.files, self.path, self.repo)
-        return self.context + "".join(f"{f.text.rstrip()}\n\n" for f in self.files)
+        return self.context + "".join(as_plain_code(f) for f in self.files)
 
 
 Prompt = ChatPrompt | TextPrompt | InfillPrompt

@@ -18,6 +18,11 @@ class SourceFile:
     text: str
 
 
+def as_plain_code(file: SourceFile) -> str:
+    """A file shown without a repository format: its code, then a blank line."""
+    return f"{file.text.rstrip()}\n\n"
+
+
 Pieces = list[tuple[str, bool]]
 RepoParts = tuple[Pieces, list[Pieces], Pieces]
 
@@ -42,12 +47,17 @@ class FimTemplate:
         a head, one part per file, and a tail, each as (text, special) pieces. `special`
         pieces are the template's markers; the others are the project's own text, which must
         not be read as markers."""
+        body = [self.file_part(f) for f in files]
         if self.repo_name is None or self.file_sep is None:
-            # No repository format: the files as plain code, one after another.
-            return [], [[(f"{f.text.rstrip()}\n\n", False)] for f in files], []
+            return [], body, []  # no repository format: the files as plain code
         head = [(self.repo_name, True), (f"{repo or 'project'}\n", False)]
-        body = [[(self.file_sep, True), (f"{f.path}\n{f.text.rstrip()}\n", False)] for f in files]
         return head, body, [(self.file_sep, True), (f"{path or 'untitled'}\n", False)]
+
+    def file_part(self, file: SourceFile) -> Pieces:
+        """One file in the repository format; without one, the file as plain code."""
+        if self.repo_name is None or self.file_sep is None:
+            return [(as_plain_code(file), False)]
+        return [(self.file_sep, True), (f"{file.path}\n{file.text.rstrip()}\n", False)]
 
     def render_repo(self, files: Sequence[SourceFile], path: str, repo: str) -> str:
         """`repo_parts` as one text, for engines that take the markers as text."""

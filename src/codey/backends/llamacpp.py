@@ -178,10 +178,10 @@ class LlamaCppBackend(Backend):
             return [t for text, special in pieces for t in tokenize(text, special=special)]
 
         def part(file: SourceFile) -> list[int]:
-            return tokens_of(fim.repo_parts([file], "", "")[1][0])
+            return tokens_of(fim.file_part(file))
 
-        first = tokens_of(fim.repo_parts([], prompt.path, prompt.repo)[0])
-        last = tokens_of(fim.repo_parts([], prompt.path, prompt.repo)[2])
+        head, _, tail = fim.repo_parts((), prompt.path, prompt.repo)
+        first, last = tokens_of(head), tokens_of(tail)
         budget = room if prompt.files_budget is None else min(room, prompt.files_budget)
         left = budget - len(first) - len(last)
         kept: list[int] = []

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from codey.backends.fim import SourceFile
 from codey.services.completion import CompletionRequest
-from codey.services.suggestions import misfit
+from codey.services.suggestions import first_line, misfit
 
 if TYPE_CHECKING:
     from codey.runtime import Runtime
@@ -84,11 +84,6 @@ def cases(
 def versions() -> dict[str, str]:
     """The version of each package the cases come from: other versions give other cases."""
     return {n: importlib.metadata.version(DISTRIBUTIONS.get(n, n)) for n in (*DEV, *HELD_OUT)}
-
-
-def first_line(text: str) -> str:
-    """The first line with code, stripped: what an editor shows first."""
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def exact(case: Case, completion: str) -> bool:

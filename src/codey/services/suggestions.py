@@ -151,11 +151,16 @@ def postprocess(text: str, prefix: str, suffix: str) -> str:
 _DEFINES = ("def ", "async def ", "class ", "@")
 
 
+def first_line(text: str) -> str:
+    """The first line with code, stripped: what an editor shows first."""
+    return next((line.strip() for line in text.split("\n") if line.strip()), "")
+
+
 def misfit(text: str, prefix: str, suffix: str) -> str | None:
     """Why a post-processed suggestion does not fit the hole, or None if it may: it is empty,
     opens a Markdown fence, or opens a new definition inside a function's body. (Repeating a
     line next to the cursor is no misfit: real code repeats its lines in sibling branches.)"""
-    first = next((line.strip() for line in text.split("\n") if line.strip()), "")
+    first = first_line(text)
     if not first:
         return "empty"
     if first.startswith("```"):
