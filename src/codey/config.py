@@ -310,7 +310,9 @@ class Price(_Section):
 
 
 _BATCH_PRICES: dict[Service, Price] = {
-    "generation": Price(input_per_1k_chars=0.0002, output_per_1k_chars=0.0004)
+    # Codey's published batch price for code generation, applied to all three services
+    s: Price(input_per_1k_chars=0.0002, output_per_1k_chars=0.0004)
+    for s in ("generation", "chat", "completion")
 }
 
 
@@ -322,6 +324,39 @@ class PricingSettings(_Section):
         default_factory=lambda: _BATCH_PRICES.copy(), description="Prices of batch requests."
     )
     models: dict[str, dict[Service, Price]] = Field(default_factory=dict)
+
+
+class BatchQuota(_Section):
+    """Batch lines per principal and day, by service, apart from the interactive quota; None
+    is unlimited. A line over it fails with 429 in its job's error file."""
+
+    generation: int | None = Field(default=10_000, ge=0)
+    chat: int | None = Field(default=10_000, ge=0)
+    completion: int | None = Field(default=10_000, ge=0)
+
+
+class BatchSettings(_Section):
+    """Batch jobs: many requests in a file, run behind interactive traffic at batch prices."""
+
+    requests_per_day: BatchQuota = Field(default_factory=BatchQuota)
+    concurrency: int = Field(
+        default=8, ge=1, le=64, description="Lines of all jobs in flight at once."
+    )
+    max_file_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=1024, description="Largest input file accepted."
+    )
+    max_lines: int = Field(default=50_000, ge=1, description="Most requests in one job.")
+    line_attempts: int = Field(
+        default=3, ge=1, description="Tries of a line that fails inside codey (5xx)."
+    )
+    poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the runner looks for new or resumed jobs."
+    )
+    folder: Path = Field(
+        default_factory=lambda: platformdirs.user_data_path("codey") / "batch",
+        description="Vertex batch prediction jobs read their input files from and write their "
+        "output under this folder (there is no bucket); paths outside it are refused.",
+    )
 
 
 class Settings(BaseSettings):
@@ -338,6 +373,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
     redis_url: str | None = Field(
         default=None, description="Shared mode: quotas, rate limits and cache live in Redis."
     )

@@ -21,6 +21,7 @@ from codey.services import Services
 from codey.services.chat import ChatService
 from codey.services.completion import CompletionService
 from codey.services.generation import GenerationService
+from codey.store.batches import BatchStore
 from codey.store.conversations import ConversationStore
 from codey.store.sqlite import Database
 
@@ -34,6 +35,7 @@ class Runtime:
     """The engine process of the embedded model, when a deployment uses it."""
     database: Database
     conversations: ConversationStore
+    batches: BatchStore
     metrics: Metrics
     gateway: Gateway
 
@@ -56,11 +58,15 @@ class Runtime:
         database = Database(settings.store.sqlite_path)
         conversations = ConversationStore(database)
 
-        def services_on(model: str, log: RouteLog) -> Services:
-            return Services.over(routers[model].traced(log), conversations, settings)
+        def services_on(model: str, log: RouteLog, background: bool) -> Services:
+            backend = routers[model].traced(log, background=background)
+            return Services.over(backend, conversations, settings)
 
         gateway = Gateway.build(settings, database, services_on, clock=clock, metrics=metrics)
-        return cls(settings, routers, engine.loaded, database, conversations, metrics, gateway)
+        batches = BatchStore(database)
+        return cls(
+            settings, routers, engine.loaded, database, conversations, batches, metrics, gateway
+        )
 
     def services(self, service: Service) -> Services:
         """The services over the model that `service` runs on, outside the gateway (the CLI,

@@ -62,7 +62,7 @@ def make_gateway(tmp_path: Path, clock: FakeClock, **limits: object) -> Gateway:
 def services_on(database: Database, settings: Settings) -> ServicesOn:
     """The services over the scripted backend, whatever the model (the stand-in ignores them)."""
     services = Services.over(FakeBackend(), ConversationStore(database), settings)
-    return lambda model, log: services
+    return lambda model, log, background: services
 
 
 class StandIn(Job):

@@ -20,17 +20,28 @@ from codey.api.limits import BodyLimit
 from codey.api.llamacpp.router import router as llamacpp_router
 from codey.api.models import served_names
 from codey.api.native.router import router as native_router
+from codey.api.openai.batches import OpenAIBatches
+from codey.api.openai.batches import router as batches_router
+from codey.api.openai.files import router as files_router
 from codey.api.openai.router import router as openai_router
 from codey.api.openai.router import tokenizer
+from codey.api.vertex.batches import VertexBatches
+from codey.api.vertex.batches import router as vertex_batches_router
 from codey.api.vertex.router import router as vertex_router
 from codey.config import Settings
 from codey.errors import CodeyError
+from codey.gateway.batches import BatchRunner
 from codey.gateway.clock import Clock
 from codey.runtime import Runtime
 
 log = logging.getLogger("codey.api")
 
-_HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+_HTTP_KINDS = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
 
 
 def create_app(
@@ -59,9 +70,22 @@ def create_app(
         app.state.metrics = metrics
         app.state.gateway = started.gateway
         app.state.model_names = served_names(list(started.routers), settings.server.model_aliases)
+        runner = BatchRunner(
+            started.gateway,
+            started.batches,
+            settings.batch,
+            {
+                "openai": OpenAIBatches(settings, app.state.model_names),
+                "vertex": VertexBatches(settings, app.state.model_names),
+            },
+        )
+        app.state.batch_runner = runner
+        batch_work = asyncio.create_task(runner.run(), name="codey-batches")
         try:
             yield
         finally:
+            batch_work.cancel()
+            await runner.close()
             if runtime is None:
                 await started.close()
 
@@ -73,7 +97,8 @@ def create_app(
         "and llama.cpp's /infill for editor plugins.",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    uploads = {"/v1/files": settings.batch.max_file_bytes}
+    app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes, uploads=uploads)
     retry_after = settings.server.retry_after_seconds
 
     @app.exception_handler(CodeyError)
@@ -105,5 +130,8 @@ def create_app(
     app.include_router(tokenizer)
     app.include_router(vertex_router)
     app.include_router(llamacpp_router)
+    app.include_router(files_router)
+    app.include_router(batches_router)
+    app.include_router(vertex_batches_router)
     openapi.install(app)
     return app

@@ -12,6 +12,7 @@ from typing import Literal
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from codey import errors
 
@@ -65,6 +66,11 @@ def from_validation(exc: RequestValidationError) -> HttpError:
         param = param or where
         problems.append(f"{where}: {item.get('msg', 'invalid')}")
     return HttpError(400, "invalid_request", "; ".join(problems) + ".", param=param)
+
+
+def invalid(exc: ValidationError | RequestValidationError) -> errors.InvalidRequest:
+    """A body checked outside a route (a batch line), as the error its route would give."""
+    return errors.InvalidRequest(from_validation(RequestValidationError(exc.errors())).message)
 
 
 def dialect_of(path: str) -> Dialect:

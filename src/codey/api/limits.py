@@ -15,20 +15,36 @@ class BodyTooLarge(HTTPException):
         )
 
 
+class FileTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(400, f"The file is larger than {limit:,} bytes, the limit for a batch.")
+
+
+MULTIPART_ROOM = 65536
+"""What a multipart upload may carry besides its file: part headers and form fields."""
+
+
 class BodyLimit:
     """ASGI middleware: checks Content-Length up front and counts chunked bodies as they come."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, uploads: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.uploads = uploads or {}
+        """Paths that take a file, with the file's own limit: a body past it is a 400 that
+        says so, as the route says of a file it finds too large."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        file_limit = self.uploads.get(scope["path"])
+        limit = self.max_bytes if file_limit is None else file_limit + MULTIPART_ROOM
+        too_large = BodyTooLarge(limit) if file_limit is None else FileTooLarge(file_limit)
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                error = HttpError(413, "body_too_large", BodyTooLarge(self.max_bytes).detail)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                kind = "body_too_large" if file_limit is None else "invalid_request"
+                error = HttpError(too_large.status_code, kind, too_large.detail)
                 await render(error, dialect_of(scope["path"]))(scope, receive, send)
                 return
         received = 0
@@ -38,8 +54,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > limit:
+                    raise too_large
             return message
 
         await self.app(scope, counting_receive, send)

@@ -87,6 +87,8 @@ class SamplingParams:
     draft: int = 0
     """Speculative decoding by prompt lookup: guess up to this many tokens at a step from the
     prompt's and answer's own n-grams; 0 guesses none. Answers are the same either way."""
+    background: bool = False
+    """Batch work: engines that schedule run it only when no interactive request needs them."""
     until: Callable[[str], bool] | None = None
     """Ends an answer (finish "stop") once it returns True for the text so far; picklable,
     since it may cross into an engine process. Engines that cannot ask it decode on."""

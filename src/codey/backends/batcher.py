@@ -7,6 +7,10 @@ token of each answer being decoded and a chunk of a prompt being read.
   least recently used; only the part of the prompt that differs is evaluated again.
 - **Completion first, nobody starves.** Requests wait in order of priority (lower first), and
   every `aging` seconds of waiting count as one step of priority.
+- **Batch work fills what is left.** A background request (a batch job's line) takes a slot
+  only while `reserve` others stay idle for interactive requests, and its sequence sits out
+  every step in which an interactive request is being read or answered: it pauses, its cells
+  kept, instead of slowing the others down.
 - **Chunked prefill.** While answers are being decoded, a step reads at most one chunk of
   prompt, so a long prompt slows the others down instead of stopping them.
 - **Exact alone.** Prompts are read in chunks aligned to multiples of `chunk` that also end
@@ -49,6 +53,8 @@ PREFILL_CHUNK = 128
 """Prompt evaluation step; whole aligned chunks are what the KV cache reuses."""
 AGING_SECONDS = 4.0
 """Waiting this long counts as one step of priority, so low priorities are never starved."""
+RESERVED_SLOTS = 2
+"""Slots background requests leave idle, so that interactive ones start at once."""
 STATS_INTERVAL = 0.5
 _local_ids = itertools.count(-1, -1)
 
@@ -74,9 +80,11 @@ class Request:
         p = self.params
         self.seed = p.seed if p.seed is not None else random.randrange(2**31)
 
-    def urgency(self, now: float, aging: float) -> tuple[float, float]:
-        """Sort key: priority lowered by the time waited, then arrival."""
-        return (self.params.priority - (now - self.arrived) / aging, self.arrived)
+    def urgency(self, now: float, aging: float) -> tuple[bool, float, float]:
+        """Sort key: interactive before background, priority lowered by the time waited, then
+        arrival."""
+        p = self.params
+        return (p.background, p.priority - (now - self.arrived) / aging, self.arrived)
 
 
 @dataclass(eq=False)
@@ -146,6 +154,7 @@ class Batcher:
         chunk: int = PREFILL_CHUNK,
         aging: float = AGING_SECONDS,
         shift: int = 0,
+        reserve: int = RESERVED_SLOTS,
         on_stats: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.engine = engine
@@ -153,6 +162,7 @@ class Batcher:
         self.aging = aging
         self.shift = shift
         """Shared prompt ends at least this long are moved instead of read again; 0: never."""
+        self.reserve = min(reserve, engine.slots - 1)
         self.on_stats = on_stats
         self.slots = [Slot(seq) for seq in range(engine.slots)]
         self.stats = Stats(slots=engine.slots)
@@ -283,7 +293,10 @@ class Batcher:
         """Give idle slots to the most urgent waiting requests."""
         now = time.monotonic()
         self._waiting.sort(key=lambda r: r.urgency(now, self.aging))
-        while self._waiting and any(s.request is None for s in self.slots):
+        while self._waiting:
+            idle = sum(s.request is None for s in self.slots)
+            if idle <= (self.reserve if self._waiting[0].params.background else 0):
+                return
             request = self._waiting.pop(0)
             self._start(self._slot_for(request), request)
 
@@ -392,8 +405,9 @@ class Batcher:
         """This step's pieces: a token of each answer (with its draft), then prompt chunks by
         urgency."""
         planned: list[tuple[Slot, Piece]] = []
-        room = self.engine.batch_size - sum(s.feed is not None for s in self.slots)
-        for slot in self.slots:
+        running = self._running()
+        room = self.engine.batch_size - sum(s.feed is not None for s in running)
+        for slot in running:
             if slot.feed is not None:
                 slot.draft = self._draft(slot, room)
                 room -= len(slot.draft)
@@ -402,7 +416,7 @@ class Batcher:
         if planned:
             room = min(room, self.chunk)
         now = time.monotonic()
-        reading = [s for s in self.slots if s.request is not None and s.answer is None]
+        reading = [s for s in running if s.answer is None]
         reading.sort(key=lambda s: s.request.urgency(now, self.aging))  # type: ignore[union-attr]
         for slot in reading:
             piece = self._next_piece(slot)
@@ -412,6 +426,13 @@ class Batcher:
             planned.append((slot, Piece(seq, slot.position, piece)))
             room -= len(piece)
         return planned
+
+    def _running(self) -> list[Slot]:
+        """The slots that take part in this step: all busy ones, or, while any interactive
+        request is busy, only the interactive ones (background work pauses)."""
+        busy = [s for s in self.slots if s.request is not None]
+        interactive = [s for s in busy if not s.request.params.background]  # type: ignore[union-attr]
+        return interactive or busy
 
     def _draft(self, slot: Slot, room: int) -> list[int]:
         """Guesses at the tokens after `slot.feed`, if its request asked for drafts."""

@@ -38,6 +38,8 @@ class LedgerRow:
     """The deployment that answered, or the last one tried."""
     attempts: int = 0
     """Calls made to deployments for this request, retries and failovers included."""
+    batch: bool = False
+    """A batch job's line, priced at batch prices."""
 
 
 _NAMES = [f.name for f in fields(LedgerRow)]
@@ -68,11 +70,14 @@ class Ledger:
         returns, so a crash after the response loses no row of an answered request."""
         await self._db.transact(lambda conn: _insert(conn, row))
 
-    def by_service(self, day: str, principal: str | None = None) -> dict[str, dict[str, Any]]:
-        """Totals of one day per service, for one principal or all."""
-        where, args = "day = ?", [day]
+    def by_service(
+        self, day: str, principal: str | None = None, *, batch: bool = False
+    ) -> dict[str, dict[str, Any]]:
+        """Totals of one day per service, for one principal or all; interactive requests, or
+        batch lines with `batch`."""
+        where, args = "day = ? AND batch = ?", [day, batch]
         if principal is not None:
-            where, args = where + " AND principal = ?", [day, principal]
+            where, args = where + " AND principal = ?", [*args, principal]
         with self._db.transaction() as conn:
             rows = conn.execute(
                 f"SELECT service, {_SUMS} FROM ledger WHERE {where} GROUP BY service", args
@@ -81,15 +86,15 @@ class Ledger:
         return {t.pop("service"): {k: v or 0 for k, v in t.items()} for t in totals}
 
     def history(self, days: list[str], principal: str | None = None) -> list[dict[str, Any]]:
-        """Totals per day and service over `days`."""
+        """Totals per day, service and kind (interactive, or batch: `batch` is 1) over `days`."""
         marks = ", ".join("?" for _ in days)
         where, args = f"day IN ({marks})", list(days)
         if principal is not None:
             where, args = where + " AND principal = ?", [*days, principal]
         with self._db.transaction() as conn:
             rows = conn.execute(
-                f"SELECT day, service, {_SUMS} FROM ledger WHERE {where} "
-                "GROUP BY day, service ORDER BY day, service",
+                f"SELECT day, service, batch, {_SUMS} FROM ledger WHERE {where} "
+                "GROUP BY day, service, batch ORDER BY day, service, batch",
                 args,
             ).fetchall()
         return [

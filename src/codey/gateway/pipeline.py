@@ -43,6 +43,9 @@ class Call:
     """The canonical model name (aliases resolved at the edge): ledger, cache and prices use it."""
     no_cache: bool = False
     no_store: bool = False
+    batch: bool = False
+    """A batch job's line: its own daily quota, no per-minute limit, batch prices, and run
+    behind interactive requests."""
 
     @property
     def service(self) -> Service:
@@ -67,8 +70,13 @@ class Ticket:
     """The attempts the router made for it, written by the router itself."""
 
 
-ServicesOn = Callable[[str, RouteLog], Services]
-"""The services over a model's router, recording the attempts of its calls in the log."""
+ServicesOn = Callable[[str, RouteLog, bool], Services]
+"""The services over a model's router, recording the attempts of its calls in the log; the
+flag asks for background scheduling (batch work)."""
+
+Closing = Callable[[int, Answer | None, str | None], Coroutine[Any, Any, Any] | None]
+"""A write that commits with the request's ledger row, given its status and its answer or error
+(a batch line's result: both are written or neither)."""
 
 
 class Gateway:
@@ -128,9 +136,10 @@ class Gateway:
     def limits_for(self, principal: Principal, service: Service) -> ServiceLimits:
         return principal.limits.get(service) or self.settings.limits.for_service(service)
 
-    async def serve(self, call: Call) -> tuple[Answer, bool]:
+    async def serve(self, call: Call, closing: Closing | None = None) -> tuple[Answer, bool]:
         """The whole pipeline around the call's job: the cache, admission, the job on its
-        model's services, the closing writes; says whether the answer came from the cache."""
+        model's services, the closing writes (`closing` among them); says whether the answer
+        came from the cache."""
         call.principal.authorize(call.service)
         key = await self._cache_key(call)
         if key is not None and self.cache is not None and not call.no_cache:
@@ -138,15 +147,16 @@ class Gateway:
             hit = await self.cache.get(key, call.service)
             if hit is not None:
                 answer = Answer(**hit)
-                await self._record(call, self._today(), started, answer, status=200, cached=True)
+                record = self._record(call, self._today(), started, answer, status=200, cached=True)
+                await _together(record, closing(200, answer, None) if closing else None)
                 return answer, True
-        ticket = await self.admit(call)
+        ticket = await self.admit(call, closing)
         try:
-            answer = await call.job.run(self.services(call.model, ticket.route))
+            answer = await call.job.run(self.services(call.model, ticket.route, call.batch))
         except BaseException as exc:
-            await self.fail(ticket, exc)
+            await self.fail(ticket, exc, closing)
             raise
-        await self.complete(ticket, answer, None if call.no_store else key)
+        await self.complete(ticket, answer, None if call.no_store else key, closing)
         return answer, False
 
     async def stream(self, call: Call) -> AsyncGenerator[Delta, None]:
@@ -159,7 +169,7 @@ class Gateway:
         end, or close it (contextlib.aclosing)."""
         ticket = await self.admit(call)
         try:
-            deltas = call.job.run_stream(self.services(call.model, ticket.route))
+            deltas = call.job.run_stream(self.services(call.model, ticket.route, call.batch))
             first = await anext(deltas)
         except BaseException as exc:
             await self.fail(ticket, exc)
@@ -184,39 +194,58 @@ class Gateway:
 
         return relay()
 
-    async def admit(self, call: Call) -> Ticket:
+    def counter_key(self, principal: str, service: Service, day: str, batch: bool) -> str:
+        return f"{principal}|{service}|batch|{day}" if batch else f"{principal}|{service}|{day}"
+
+    def batch_quota(self, service: Service) -> int | None:
+        quota: int | None = getattr(self.settings.batch.requests_per_day, service)
+        return quota
+
+    async def admit(self, call: Call, closing: Closing | None = None) -> Ticket:
         """Check the daily quota and budgets, then take a per-minute slot; a refusal is
-        recorded in the ledger and raised as RateLimited."""
+        recorded in the ledger and raised as RateLimited. A batch line counts against the
+        batch quota and takes no per-minute slot: the batch runner paces itself."""
         call.principal.authorize(call.service)
         started = time.perf_counter()
         now = self.clock.now()
         day = self.quota_day.day(now)
         name, service = call.principal.name, call.service
-        key = f"{name}|{service}|{day}"
+        key = self.counter_key(name, service, day, call.batch)
         limits = self.limits_for(call.principal, service)
+        quota = self.batch_quota(service) if call.batch else limits.requests_per_day
+        kind = f"batch {service}" if call.batch else service
         input_chars = billable_characters(call.job.billed_text())
-        counted = False
+        counted, waited = False, 0.0
         try:
-            await self._check_budgets(key, limits, input_chars, now)
-            counted, used = await self.counters.admit(key, limits.requests_per_day)
-            self.metrics.quota(service, name, used, limits.requests_per_day)
+            if not call.batch:
+                await self._check_budgets(key, limits, input_chars, now)
+            counted, used = await self.counters.admit(key, quota)
+            if not call.batch:
+                self.metrics.quota(service, name, used, quota)
             if not counted:
                 raise RateLimited(
-                    f"{name} has used its {limits.requests_per_day} {service} requests for {day}.",
+                    f"{name} has used its {quota} {kind} requests for {day}.",
                     retry_after=self.quota_day.seconds_to_reset(now),
                 )
-            waited = await self.limiter.acquire(name, service, limits.requests_per_minute)
+            if not call.batch:
+                waited = await self.limiter.acquire(name, service, limits.requests_per_minute)
         except RateLimited as exc:
             record = self._record(
                 call, day, started, None, status=429, error=exc.message, input_chars=input_chars
             )
             # Refused by the per-minute limit: the daily request goes back.
             refund = self.counters.add(key, {"requests": -1}) if counted else None
-            await _together(refund, record)
+            await _together(refund, record, closing(429, None, exc.message) if closing else None)
             raise
         return Ticket(call, key, day, started, input_chars, waited)
 
-    async def complete(self, ticket: Ticket, answer: Answer, cache_key: str | None = None) -> None:
+    async def complete(
+        self,
+        ticket: Ticket,
+        answer: Answer,
+        cache_key: str | None = None,
+        closing: Closing | None = None,
+    ) -> None:
         """Count the answer's characters and tokens, write its ledger row and, given a key,
         fill the cache with it; all three at once, so that with SQLite they share one
         transaction. Returns when all are written."""
@@ -240,9 +269,11 @@ class Gateway:
             output_chars=output_chars,
             route=ticket.route,
         )
-        await _together(count, record, fill)
+        await _together(count, record, fill, closing(200, answer, None) if closing else None)
 
-    async def fail(self, ticket: Ticket, exc: BaseException) -> None:
+    async def fail(
+        self, ticket: Ticket, exc: BaseException, closing: Closing | None = None
+    ) -> None:
         kind = type(exc).__name__
         if isinstance(exc, CodeyError):
             status, error, kind = exc.status, exc.message, exc.kind
@@ -265,7 +296,7 @@ class Gateway:
             input_chars=ticket.input_chars,
             route=ticket.route,
         )
-        await _together(refund, record)
+        await _together(refund, record, closing(status, None, error) if closing else None)
 
     async def _check_budgets(
         self, key: str, limits: ServiceLimits, input_chars: int, now: Any
@@ -331,7 +362,9 @@ class Gateway:
         last = answered or (attempts[-1] if attempts else None)
         cost = 0.0
         if answer is not None and not cached:
-            cost = self.prices.cost(call.service, call.model, input_chars, output_chars)
+            cost = self.prices.cost(
+                call.service, call.model, input_chars, output_chars, batch=call.batch
+            )
         row = LedgerRow(
             ts=time.time(),
             day=day,
@@ -352,6 +385,7 @@ class Gateway:
             error=error,
             deployment=last.deployment if last else None,
             attempts=len(attempts),
+            batch=call.batch,
         )
         self.metrics.observe(row, kind)
         await self.ledger.record(row)

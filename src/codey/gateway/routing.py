@@ -15,7 +15,7 @@ import asyncio
 import math
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -131,9 +131,10 @@ class Router(Backend):
                     raise
         return await ranked[-1].backend.count_tokens(prompt)
 
-    def traced(self, log: RouteLog) -> Backend:
-        """This router as a backend whose calls write their attempts into `log`."""
-        return _Traced(self, log)
+    def traced(self, log: RouteLog, *, background: bool = False) -> Backend:
+        """This router as a backend whose calls write their attempts into `log`; background
+        calls (batch work) ask engines that schedule to run them behind interactive ones."""
+        return _Traced(self, log, background)
 
     async def generate(
         self, prompt: Prompt, params: SamplingParams, log: RouteLog | None = None
@@ -315,9 +316,10 @@ class _Traced(Backend):
 
     name = "router"
 
-    def __init__(self, router: Router, log: RouteLog) -> None:
+    def __init__(self, router: Router, log: RouteLog, background: bool) -> None:
         self.router = router
         self.log = log
+        self.background = background
         self.model_id = router.model_id
 
     @property
@@ -332,7 +334,10 @@ class _Traced(Backend):
         return await self.router.count_tokens(prompt)
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> Generation:
-        return await self.router.generate(prompt, params, self.log)
+        return await self.router.generate(prompt, self._marked(params), self.log)
 
     def stream(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
-        return self.router.stream(prompt, params, self.log)
+        return self.router.stream(prompt, self._marked(params), self.log)
+
+    def _marked(self, params: SamplingParams) -> SamplingParams:
+        return replace(params, background=True) if self.background else params

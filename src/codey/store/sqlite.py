@@ -79,6 +79,49 @@ _SCHEMA = (
     ALTER TABLE ledger ADD COLUMN deployment TEXT;
     ALTER TABLE ledger ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     """,
+    # version 4: batch jobs, their files and lines; batch rows in the ledger
+    """
+    ALTER TABLE ledger ADD COLUMN batch INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE files (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        content BLOB NOT NULL
+    );
+    CREATE TABLE batches (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        model TEXT,
+        input_file_id TEXT,
+        status TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        times TEXT NOT NULL,
+        output_file_id TEXT,
+        error_file_id TEXT,
+        metadata TEXT,
+        options TEXT NOT NULL
+    );
+    CREATE INDEX batches_by_status ON batches(status);
+    CREATE TABLE batch_lines (
+        batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+        line INTEGER NOT NULL,
+        custom_id TEXT,
+        request TEXT NOT NULL,
+        state TEXT NOT NULL,
+        status INTEGER,
+        result TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (batch_id, line)
+    ) WITHOUT ROWID;
+    CREATE INDEX batch_lines_by_state ON batch_lines(batch_id, state, line);
+    """,
 )
 
 

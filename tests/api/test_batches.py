@@ -1,0 +1,311 @@
+"""Batch jobs through real servers on the scripted fake: OpenAI's Batch API with the openai
+SDK, Vertex's batch prediction jobs with Google's JobServiceClient, a real SIGKILL half way."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from codey.backends.fake import Rule
+from tests.api.conftest import Server, start_server
+from tests.fake_script import fake_config, write_script
+
+LINES = 200
+RULES = [
+    *(Rule(f"Batch question {n}.", f"Answer {n}.", delay=0.01) for n in range(LINES)),
+    *(Rule(f"a function named batch_{n} that returns {n}", f"```python\ndef batch_{n}():\n    return {n}\n```\n",
+           delay=0.02) for n in range(LINES)),
+]  # fmt: skip
+
+
+def batch_server(tmp: Path, **env: str) -> Server:
+    script = write_script(tmp / "script.json", RULES)
+    config = fake_config(tmp / "codey.toml", script)
+    return start_server(tmp, CODEY_CONFIG=str(config), CODEY_BATCH__POLL_SECONDS="0.2", **env)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("batches")
+    server = batch_server(
+        tmp,
+        CODEY_BATCH__FOLDER=str(tmp / "batch"),
+        CODEY_BATCH__MAX_FILE_BYTES="200000",
+        CODEY_BATCH__REQUESTS_PER_DAY__COMPLETION="3",
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sdk(server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
+        yield client
+
+
+def chat_line(n: int, custom_id: str | None = None) -> dict[str, Any]:
+    return {
+        "custom_id": custom_id or f"q-{n}",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {
+            "model": "codey",
+            "messages": [{"role": "user", "content": f"Batch question {n}."}],
+        },
+    }
+
+
+def jsonl(lines: list[Any]) -> bytes:
+    return "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines).encode()
+
+
+def wait_for(
+    sdk: openai.OpenAI, batch_id: str, done: Callable[[Any], bool], timeout: float = 120
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = sdk.batches.retrieve(batch_id)
+        if done(batch):
+            return batch
+        time.sleep(0.1)
+    pytest.fail(f"batch {batch_id} did not get there: {batch}")
+
+
+def finished(batch: Any) -> bool:
+    return batch.status in ("completed", "failed", "cancelled", "expired")
+
+
+def output(sdk: openai.OpenAI, file_id: str | None) -> list[dict[str, Any]]:
+    if file_id is None:
+        return []
+    return [json.loads(line) for line in sdk.files.content(file_id).text.splitlines()]
+
+
+def ledger(server: Server, where: str = "1") -> list[sqlite3.Row]:
+    with sqlite3.connect(server.log.parent / "codey.db") as db:
+        db.row_factory = sqlite3.Row
+        return db.execute(f"SELECT * FROM ledger WHERE {where}").fetchall()
+
+
+def test_200_lines_through_the_openai_sdk_at_batch_prices(
+    sdk: openai.OpenAI, server: Server
+) -> None:
+    uploaded = sdk.files.create(
+        file=("questions.jsonl", jsonl([chat_line(n) for n in range(LINES)])), purpose="batch"
+    )
+    assert uploaded.purpose == "batch" and uploaded.bytes > 0
+    batch = sdk.batches.create(
+        input_file_id=uploaded.id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        metadata={"team": "docs"},
+    )
+    assert batch.status in ("validating", "in_progress") and batch.metadata == {"team": "docs"}
+    assert batch.request_counts is not None and batch.request_counts.total == LINES
+
+    batch = wait_for(sdk, batch.id, finished)
+    assert batch.status == "completed", batch
+    assert batch.request_counts.completed == LINES and batch.request_counts.failed == 0
+    assert batch.error_file_id is None
+    results = output(sdk, batch.output_file_id)
+    assert sorted(r["custom_id"] for r in results) == sorted(f"q-{n}" for n in range(LINES))
+    for result in results:
+        n = int(result["custom_id"].removeprefix("q-"))
+        assert result["error"] is None and result["response"]["status_code"] == 200
+        answer = result["response"]["body"]["choices"][0]["message"]["content"]
+        assert answer == f"Answer {n}."
+    assert batch.id in [b.id for b in sdk.batches.list(limit=5)]
+
+    rows = ledger(server, "batch = 1 AND service = 'chat'")
+    assert len(rows) == LINES and {r["status"] for r in rows} == {200}
+    for row in rows:  # the batch price, not the interactive one
+        expected = (row["input_chars"] * 0.0002 + row["output_chars"] * 0.0004) / 1000
+        assert row["cost_usd"] == pytest.approx(expected) and row["cost_usd"] > 0
+    usage = httpx.get(f"{server.url}/api/v1/codey/usage").json()["services"]["chat"]
+    assert usage["batch"]["requests"] == LINES and usage["batch"]["remaining"] == 10_000 - LINES
+    assert usage["requests"] == 0 and usage["remaining"] == 1000  # interactive quota untouched
+
+
+def test_a_malformed_line_fails_alone_with_its_error(sdk: openai.OpenAI) -> None:
+    lines = [
+        chat_line(1, "good"),
+        "{not json",
+        {"custom_id": "no-body", "method": "POST", "url": "/v1/chat/completions"},
+        chat_line(2, "wrong-url") | {"url": "/v1/completions"},
+        chat_line(3, "bad-field") | {"body": {"model": "codey", "messages": []}},
+        chat_line(4, "streamed") | {"body": chat_line(4)["body"] | {"stream": True}},
+    ]
+    uploaded = sdk.files.create(file=("mixed.jsonl", jsonl(lines)), purpose="batch")
+    batch = sdk.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    batch = wait_for(sdk, batch.id, finished)
+    assert batch.status == "completed"
+    assert batch.request_counts.completed == 1 and batch.request_counts.failed == 5
+    assert [r["custom_id"] for r in output(sdk, batch.output_file_id)] == ["good"]
+    errors = output(sdk, batch.error_file_id)
+    assert [e["custom_id"] for e in errors] == [
+        None,
+        "no-body",
+        "wrong-url",
+        "bad-field",
+        "streamed",
+    ]
+    for error in errors:
+        assert error["response"]["status_code"] == 400
+        assert error["response"]["body"]["error"]["type"] == "invalid_request_error"
+    messages = [e["response"]["body"]["error"]["message"] for e in errors]
+    assert "Line 2 is not JSON" in messages[0]
+    assert "POST /v1/chat/completions" in messages[2]
+    assert "messages" in messages[3]
+    assert "stream" in messages[4]
+
+
+@pytest.mark.parametrize(
+    ("lines", "endpoint", "purpose", "said"),
+    [
+        ([chat_line(1)], "/v1/embeddings", "batch", "endpoint '/v1/embeddings' cannot be batched"),
+        ([chat_line(1, "a"), chat_line(2, "b"), chat_line(3, "a")], "/v1/chat/completions",
+         "batch", "Line 3 repeats custom_id 'a' of line 1"),
+        ([chat_line(1)], "/v1/chat/completions", "fine-tune", "files here are for batch jobs"),
+        ([chat_line(n) for n in range(1400)], "/v1/chat/completions", "batch",
+         "larger than 200,000 bytes"),  # the file is over its limit, the body not by much
+        ([chat_line(n) for n in range(3000)], "/v1/chat/completions", "batch",
+         "larger than 200,000 bytes"),  # refused before it is read
+    ],
+)  # fmt: skip
+def test_a_job_that_cannot_run_is_a_400_that_says_why(
+    sdk: openai.OpenAI, lines: list[Any], endpoint: str, purpose: str, said: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        uploaded = sdk.files.create(file=("in.jsonl", jsonl(lines)), purpose=purpose)  # type: ignore[arg-type]
+        sdk.batches.create(
+            input_file_id=uploaded.id,
+            endpoint=endpoint,  # type: ignore[arg-type]
+            completion_window="24h",
+        )
+    assert said in refused.value.message
+
+
+def test_an_unknown_file_and_batch_are_404s(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        sdk.batches.create(
+            input_file_id="file_nope", endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    with pytest.raises(openai.NotFoundError):
+        sdk.batches.retrieve("batch_nope")
+
+
+def test_batch_quota_is_apart_and_a_line_over_it_fails_with_429(
+    sdk: openai.OpenAI, server: Server
+) -> None:
+    lines = [
+        {"custom_id": f"c{n}", "method": "POST", "url": "/v1/completions",
+         "body": {"model": "codey", "prompt": f"x_{n} =", "max_tokens": 8}}
+        for n in range(5)
+    ]  # fmt: skip
+    uploaded = sdk.files.create(file=("c.jsonl", jsonl(lines)), purpose="batch")
+    batch = sdk.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/completions", completion_window="24h"
+    )
+    batch = wait_for(sdk, batch.id, finished)
+    assert batch.request_counts.completed == 3 and batch.request_counts.failed == 2
+    errors = output(sdk, batch.error_file_id)
+    assert {e["response"]["status_code"] for e in errors} == {429}
+    assert "batch completion requests" in errors[0]["response"]["body"]["error"]["message"]
+    usage = httpx.get(f"{server.url}/api/v1/codey/usage").json()["services"]["completion"]
+    assert usage["batch"]["remaining"] == 0 and usage["remaining"] == 1000
+    # the interactive quota still answers
+    assert sdk.completions.create(model="codey", prompt="y =", max_tokens=4).choices
+
+
+def test_a_cached_answer_is_reused_and_costs_nothing(sdk: openai.OpenAI, server: Server) -> None:
+    body = {
+        "model": "codey",
+        "messages": [{"role": "user", "content": "Batch question 150."}],
+        "temperature": 0,
+    }
+    sdk.chat.completions.create(**body)  # answered interactively, now in the cache
+    line = {"custom_id": "again", "method": "POST", "url": "/v1/chat/completions", "body": body}
+    uploaded = sdk.files.create(file=("again.jsonl", jsonl([line])), purpose="batch")
+    batch = sdk.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    batch = wait_for(sdk, batch.id, finished)
+    [result] = output(sdk, batch.output_file_id)
+    assert result["response"]["body"]["choices"][0]["message"]["content"] == "Answer 150."
+    [row] = ledger(server, "batch = 1 AND cached = 1")
+    assert row["cost_usd"] == 0 and row["backend"] == "cache"
+
+
+def test_cancel_keeps_what_was_answered(sdk: openai.OpenAI) -> None:
+    lines = [
+        {"custom_id": f"g{n}", "method": "POST", "url": "/api/v1/codey/generate",
+         "body": {"prompt": f"a function named batch_{n} that returns {n}"}}
+        for n in range(LINES)
+    ]  # fmt: skip
+    uploaded = sdk.files.create(file=("gen.jsonl", jsonl(lines)), purpose="batch")
+    batch = sdk.batches.create(
+        input_file_id=uploaded.id,
+        endpoint="/api/v1/codey/generate",  # type: ignore[arg-type]
+        completion_window="24h",
+    )
+    wait_for(sdk, batch.id, lambda b: b.request_counts.completed >= 10)
+    cancelling = sdk.batches.cancel(batch.id)
+    assert cancelling.status in ("cancelling", "cancelled")
+    batch = wait_for(sdk, batch.id, finished)
+    assert batch.status == "cancelled" and batch.cancelled_at is not None
+    answered = output(sdk, batch.output_file_id)
+    assert 10 <= len(answered) == batch.request_counts.completed < LINES
+    for result in answered:
+        n = result["custom_id"].removeprefix("g")
+        assert f"def batch_{n}():" in result["response"]["body"]["generated_code"]
+
+
+def test_killed_half_way_the_job_resumes_and_runs_each_line_once(
+    tmp_path: Path,
+) -> None:
+    lines = [
+        {"custom_id": f"g{n}", "method": "POST", "url": "/api/v1/codey/generate",
+         "body": {"prompt": f"a function named batch_{n} that returns {n}"}}
+        for n in range(LINES)
+    ]  # fmt: skip
+    server = batch_server(tmp_path)
+    try:
+        sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        uploaded = sdk.files.create(file=("gen.jsonl", jsonl(lines)), purpose="batch")
+        batch = sdk.batches.create(
+            input_file_id=uploaded.id,
+            endpoint="/api/v1/codey/generate",  # type: ignore[arg-type]
+            completion_window="24h",
+        )
+        half = wait_for(sdk, batch.id, lambda b: b.request_counts.completed >= LINES // 3)
+        assert half.request_counts.completed < LINES
+    finally:
+        server.stop(signal.SIGKILL)
+    server = batch_server(tmp_path)  # the same database
+    try:
+        sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        batch = wait_for(sdk, batch.id, finished)
+        assert batch.status == "completed"
+        assert batch.request_counts.completed == LINES and batch.request_counts.failed == 0
+        results = output(sdk, batch.output_file_id)
+        assert sorted(r["custom_id"] for r in results) == sorted(f"g{n}" for n in range(LINES))
+        for result in results:
+            n = result["custom_id"].removeprefix("g")
+            assert f"def batch_{n}():" in result["response"]["body"]["generated_code"]
+    finally:
+        server.stop()
+    rows = ledger(server, "batch = 1")
+    answered = [r for r in rows if r["status"] == 200]
+    assert len(answered) == LINES  # each line billed once, across the kill
+    assert {r["service"] for r in rows} == {"generation"}
