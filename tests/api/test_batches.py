@@ -22,8 +22,9 @@ from tests.fake_script import fake_config, write_script
 LINES = 200
 RULES = [
     *(Rule(f"Batch question {n}.", f"Answer {n}.", delay=0.01) for n in range(LINES)),
-    *(Rule(f"a function named batch_{n} that returns {n}", f"```python\ndef batch_{n}():\n    return {n}\n```\n",
-           delay=0.02) for n in range(LINES)),
+    *(Rule(f"a function named batch_{n} that returns {n}",
+           f"```python\ndef batch_{n}():\n    return {n}\n```\n", delay=0.02)
+      for n in range(LINES)),
 ]  # fmt: skip
 
 
