@@ -4,8 +4,11 @@ SDK, Vertex's batch prediction jobs with Google's JobServiceClient, a real SIGKI
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +17,16 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from google.api_core import exceptions as google_errors
+from google.auth.credentials import AnonymousCredentials
+from google.cloud.aiplatform_v1 import (
+    BatchPredictionJob,
+    GcsDestination,
+    GcsSource,
+    JobServiceClient,
+    JobState,
+)
+from google.protobuf import json_format, struct_pb2
 
 from codey.backends.fake import Rule
 from tests.api.conftest import Server, start_server
@@ -310,3 +323,107 @@ def test_killed_half_way_the_job_resumes_and_runs_each_line_once(
     answered = [r for r in rows if r["status"] == 200]
     assert len(answered) == LINES  # each line billed once, across the kill
     assert {r["service"] for r in rows} == {"generation"}
+
+
+def test_vertex_batch_prediction_through_the_job_client(server: Server) -> None:
+    client = JobServiceClient(
+        transport="rest",
+        client_options={"api_endpoint": server.url},
+        credentials=AnonymousCredentials(),
+    )
+    folder = server.log.parent / "batch"
+    (folder / "in").mkdir(parents=True)
+    instances = [{"prefix": f"a function named batch_{n} that returns {n}"} for n in range(5)]
+    (folder / "in" / "prompts.jsonl").write_bytes(jsonl([*instances, "[1, 2]"]))
+    parent = "projects/demo/locations/us-central1"
+    job = client.create_batch_prediction_job(
+        parent=parent,
+        batch_prediction_job=BatchPredictionJob(
+            display_name="docstrings",
+            model="publishers/google/models/code-bison",
+            input_config=BatchPredictionJob.InputConfig(
+                instances_format="jsonl", gcs_source=GcsSource(uris=["in/prompts.jsonl"])
+            ),
+            output_config=BatchPredictionJob.OutputConfig(
+                predictions_format="jsonl",
+                gcs_destination=GcsDestination(output_uri_prefix="out"),
+            ),
+            model_parameters=json_format.ParseDict({"temperature": 0}, struct_pb2.Value()),
+        ),
+    )
+    assert job.name.startswith(f"{parent}/batchPredictionJobs/")
+    assert job.display_name == "docstrings"
+    deadline = time.monotonic() + 60
+    while job.state not in (JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+        job = client.get_batch_prediction_job(name=job.name)
+    assert job.state == JobState.JOB_STATE_SUCCEEDED
+    assert (job.completion_stats.successful_count, job.completion_stats.failed_count) == (5, 1)
+    assert job.name in [j.name for j in client.list_batch_prediction_jobs(parent=parent)]
+    directory = job.output_info.gcs_output_directory
+    assert directory.startswith("out/prediction-code-bison-")
+    lines = (folder / directory / "predictions_00001.jsonl").read_text().splitlines()
+    results = [json.loads(line) for line in lines]
+    assert [r["instance"] for r in results] == [*instances, [1, 2]]
+    for n, result in enumerate(results[:5]):
+        assert result["status"] == ""
+        assert f"def batch_{n}():" in result["predictions"][0]["content"]
+    assert "not a JSON object" in results[5]["status"] and "predictions" not in results[5]
+
+    with pytest.raises(google_errors.BadRequest, match="outside"):
+        client.create_batch_prediction_job(
+            parent=parent,
+            batch_prediction_job=BatchPredictionJob(
+                display_name="escape",
+                model="publishers/google/models/code-bison",
+                input_config=BatchPredictionJob.InputConfig(
+                    instances_format="jsonl", gcs_source=GcsSource(uris=["../../etc/passwd"])
+                ),
+                output_config=BatchPredictionJob.OutputConfig(
+                    predictions_format="jsonl",
+                    gcs_destination=GcsDestination(output_uri_prefix="out"),
+                ),
+            ),
+        )
+
+
+def test_the_cli_submits_waits_and_fetches_results(server: Server, tmp_path: Path) -> None:
+    requests = tmp_path / "gen.jsonl"
+    requests.write_bytes(
+        jsonl(
+            [
+                {"custom_id": f"cli{n}", "method": "POST", "url": "/api/v1/codey/generate",
+                 "body": {"prompt": f"a function named batch_{n} that returns {n}"}}
+                for n in range(12)
+            ]
+        )
+    )  # fmt: skip
+    url = ["--url", server.url]
+    submitted = codey("batch", "submit", str(requests), "--endpoint", "/api/v1/codey/generate",
+                      "--wait", "--json", *url)  # fmt: skip
+    job = json.loads(submitted.stdout)
+    assert job["status"] == "completed" and job["request_counts"]["completed"] == 12
+    results = codey("batch", "results", job["id"], *url).stdout.splitlines()
+    assert sorted(json.loads(r)["custom_id"] for r in results) == sorted(
+        f"cli{n}" for n in range(12)
+    )
+    listed = codey("batch", "list", *url).stdout
+    assert job["id"][:20] in listed and "completed" in listed
+    status = codey("batch", "status", job["id"], *url).stdout
+    assert "12 done, 0 failed, of 12" in status
+
+    unknown = codey("batch", "status", "batch_nope", *url, check=False)
+    assert unknown.returncode == 1 and "No such batch" in unknown.stderr
+    nobody = codey("batch", "list", "--url", "http://127.0.0.1:9", check=False)
+    assert nobody.returncode == 1 and "codey serve" in nobody.stderr
+
+
+def codey(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEY_")} | {"COLUMNS": "160"}
+    run = subprocess.run(
+        [sys.executable, "-m", "codey", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    if check and run.returncode != 0:
+        pytest.fail(f"codey {' '.join(args)} exited {run.returncode}:\n{run.stderr}")
+    return run

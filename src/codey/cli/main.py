@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from codey.cli import bench, doctor, evaluate, jobs, keys, model, serve, usage
+from codey.cli import batch, bench, doctor, evaluate, jobs, keys, model, serve, usage
 from codey.cli.output import fail
 from codey.config import load_settings
 from codey.errors import CodeyError
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.add_typer(model.app, name="model")
 app.add_typer(keys.app, name="keys")
 app.add_typer(evaluate.app, name="eval")
+app.add_typer(batch.app, name="batch")
 app.command("generate")(jobs.generate)
 app.command("chat")(jobs.chat)
 app.command("complete")(jobs.complete)
