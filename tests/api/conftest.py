@@ -4,6 +4,7 @@ scripted fake (most tests), `server` on the real embedded model (the few that ne
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,8 +16,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 
 from tests.fake_script import fake_config, write_script
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+"""Screenshots the browser tests leave for people to look at."""
 
 
 def free_port() -> int:
@@ -110,3 +116,27 @@ def fake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def fake_client(fake_server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=fake_server.url, timeout=60) as client:
         yield client
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("needs Debian's chromium and chromium-driver (scripts/test.sh installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or ""
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,2000",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    yield driver
+    driver.quit()

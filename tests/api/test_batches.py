@@ -27,9 +27,13 @@ from google.cloud.aiplatform_v1 import (
     JobState,
 )
 from google.protobuf import json_format, struct_pb2
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ready
+from selenium.webdriver.support.ui import WebDriverWait
 
 from codey.backends.fake import Rule
-from tests.api.conftest import Server, start_server
+from tests.api.conftest import ARTIFACTS, Server, start_server
 from tests.fake_script import fake_config, write_script
 
 LINES = 200
@@ -413,17 +417,57 @@ def test_the_cli_submits_waits_and_fetches_results(server: Server, tmp_path: Pat
     status = codey("batch", "status", job["id"], *url).stdout
     assert "12 done, 0 failed, of 12" in status
 
+    database = str(server.log.parent / "codey.db")
+    usage = json.loads(codey("usage", "--json", CODEY_STORE__SQLITE_PATH=database).stdout)
+    [generation] = [r for r in usage if r["service"] == "generation" and r["batch"]]
+    assert generation["succeeded"] >= 12 and generation["quota"] == 10_000
+    table = codey("usage", CODEY_STORE__SQLITE_PATH=database).stdout
+    assert "generation (batch)" in table
+
     unknown = codey("batch", "status", "batch_nope", *url, check=False)
     assert unknown.returncode == 1 and "No such batch" in unknown.stderr
     nobody = codey("batch", "list", "--url", "http://127.0.0.1:9", check=False)
     assert nobody.returncode == 1 and "codey serve" in nobody.stderr
 
 
-def codey(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEY_")} | {"COLUMNS": "160"}
+def codey(*args: str, check: bool = True, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEY_")}
+    env |= {"COLUMNS": "160", **settings}
     run = subprocess.run(
         [sys.executable, "-m", "codey", *args], capture_output=True, text=True, env=env, timeout=120
     )
     if check and run.returncode != 0:
         pytest.fail(f"codey {' '.join(args)} exited {run.returncode}:\n{run.stderr}")
     return run
+
+
+def test_the_dashboard_lists_the_jobs_with_their_progress(
+    server: Server, sdk: openai.OpenAI, browser: webdriver.Chrome
+) -> None:
+    uploaded = sdk.files.create(file=("one.jsonl", jsonl([chat_line(7)])), purpose="batch")
+    batch = sdk.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    wait_for(sdk, batch.id, finished)
+    jobs = httpx.get(f"{server.url}/api/v1/codey/stats").json()["batches"]
+    usage = httpx.get(f"{server.url}/api/v1/codey/usage").json()["services"]
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(ready.presence_of_element_located((By.ID, f"batch-{batch.id}")))
+    for job in jobs:
+        cells = browser.find_element(By.ID, f"batch-{job['id']}").find_elements(By.TAG_NAME, "td")
+        assert [c.text for c in cells[:4]] == [
+            job["id"],
+            job["api"],
+            job["endpoint"],
+            job["status"],
+        ]
+        shown = [int(c.text.replace(",", "")) for c in cells[5:8]]
+        assert shown == [job["completed"], job["failed"], job["total"]]
+        width = cells[4].find_element(By.CSS_SELECTOR, ".bar > div").get_attribute("style")
+        settled = 100 * (job["completed"] + job["failed"]) / job["total"]
+        assert f"width: {settled:g}%" in (width or ""), width
+    chat = browser.find_element(By.ID, "usage-chat-batch").text
+    assert chat.replace(",", "") == f"{usage['chat']['batch']['requests']} / 10000"
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "dashboard-batches.png"))

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.api.conftest import Server, start_server
+from tests.api.conftest import ARTIFACTS, Server, start_server
 
 pytestmark = pytest.mark.model
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
 def samples(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -83,30 +79,6 @@ def test_a_miss_a_hit_and_a_429_each_move_their_counter_by_one(tmp_path: Path) -
     assert decoded >= after_miss[tokens] - before.get(tokens, 0)
     assert 0 < after_miss[("codey_engine_steps_total", ())] <= decoded + 8
     assert after_429[("codey_engine_slots", ())] >= 1
-
-
-@pytest.fixture
-def browser() -> Iterator[webdriver.Chrome]:
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip("needs Debian's chromium and chromium-driver (scripts/test.sh installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or ""
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,2000",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    yield driver
-    driver.quit()
 
 
 def test_the_dashboard_shows_the_apis_numbers_and_the_playground_returns_code(

@@ -50,6 +50,8 @@ class Tracker:
     def __init__(self, batcher: Batcher) -> None:
         self.batcher = batcher
         self.first_token: list[str] = []
+        self.deltas: list[str] = []
+        """The request of each delta, in order."""
         self.answers: dict[str, list[Choice] | str] = {}
         self._done: dict[str, threading.Event] = {}
         self._ids = iter(range(1, 10_000))
@@ -60,6 +62,7 @@ class Tracker:
 
         def on_delta(_: object) -> None:
             nonlocal started
+            self.deltas.append(name)
             if not started:
                 started = True
                 self.first_token.append(name)
@@ -180,6 +183,34 @@ def test_completion_is_scheduled_before_waiting_chats_and_chats_are_not_starved(
         assert tracker.first_token.index("patient") < tracker.first_token.index("late")
     finally:
         batcher.close()
+
+
+def test_background_work_fills_spare_slots_and_pauses_for_interactive_requests(
+    engine: LlamaEngine, batcher: Batcher
+) -> None:
+    prompt = tokens(engine, "# the number 3 squared is")
+    alone = batcher.run(prompt, GREEDY)[0]
+    tracker = Tracker(batcher)
+    batch = SamplingParams(max_tokens=30, temperature=0, background=True)
+    for n in range(2):
+        tracker.submit(f"batch{n}", tokens(engine, f"# essay number {n}\n"), batch)
+    while "batch0" not in tracker.first_token:
+        time.sleep(0.01)
+    tracker.submit("interactive", prompt, GREEDY)
+    tracker.wait("interactive", "batch0", "batch1")
+    # Of three slots, two stay free for interactive requests: one background line at a time.
+    assert tracker.deltas.index("batch1") > len(tracker.deltas) - 1 - tracker.deltas[::-1].index(
+        "batch0"
+    )
+    # While the interactive request ran, the background line sat out every step ...
+    mine = [i for i, name in enumerate(tracker.deltas) if name == "interactive"]
+    assert set(tracker.deltas[mine[0] : mine[-1]]) == {"interactive"}
+    # ... so the interactive answer is exactly its answer alone, and the line still finished.
+    interactive = tracker.answers["interactive"]
+    assert isinstance(interactive, list) and interactive[0].tokens == alone.tokens
+    for n in range(2):
+        answer = tracker.answers[f"batch{n}"]
+        assert isinstance(answer, list) and answer[0].text
 
 
 def test_a_long_prompt_is_read_in_chunks_beside_decoding_answers(

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from codey.api.calls import gateway_of, principal
+from codey.store.batches import BatchStore
 
 router = APIRouter(tags=["observability"])
 
@@ -27,8 +28,8 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/api/v1/codey/stats")
 async def stats(request: Request) -> dict[str, Any]:
-    """Latency histograms and percentiles per service today, seven days of totals, and the
-    latest errors: what the dashboard draws."""
+    """Latency histograms and percentiles per service today, seven days of totals, the
+    latest errors and batch jobs: what the dashboard draws."""
     who = await principal(request)
     gateway = gateway_of(request)
     now = gateway.clock.now()
@@ -39,7 +40,27 @@ async def stats(request: Request) -> dict[str, Any]:
     stats["deployments"] = [d for router in routers for d in router.status()]
     embedded = request.app.state.runtime.embedded
     stats["engine"] = None if embedded is None else embedded.engine.status()
+    stats["batches"] = await asyncio.to_thread(_batches, request.app.state.runtime.batches, name)
     return stats
+
+
+def _batches(store: BatchStore, owner: str | None) -> list[dict[str, Any]]:
+    """The latest batch jobs of either API, with their progress."""
+    jobs = store.jobs(owner, None, 20)
+    counts = store.counts([j.id for j in jobs]) if jobs else {}
+    return [
+        {
+            "id": j.id,
+            "api": j.kind,
+            "endpoint": j.model if j.kind == "vertex" else j.endpoint,
+            "status": j.status,
+            "created_at": j.created_at,
+            "total": counts[j.id].total,
+            "completed": counts[j.id].completed,
+            "failed": counts[j.id].failed,
+        }
+        for j in jobs
+    ]
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

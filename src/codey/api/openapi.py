@@ -38,6 +38,16 @@ EXTRA: dict[str, tuple[int, ...]] = {
     "usage": (403, 404),  # another principal's usage; an unknown principal
     "publisher_model": (404,),
     "stats": (401,),  # reads the key itself, not through a dependency
+    # batch jobs and their files: an unknown (or another caller's) file, job or model
+    "get_file": (404,),
+    "file_content": (404,),
+    "delete_file": (404,),
+    "create_batch": (404,),
+    "retrieve_batch": (404,),
+    "cancel_batch": (404,),
+    "create_job": (404,),
+    "get_job": (404,),
+    "cancel_job": (404,),
 }
 """Statuses a route can answer besides those its shape implies, by endpoint name."""
 
@@ -93,7 +103,7 @@ _DESCRIPTIONS = {
     "than the context window; the message names the field.",
     401: "No API key, or one this server does not know.",
     403: "The key may not use this service, or read another principal's usage.",
-    404: "An unknown model, conversation, principal or publisher model.",
+    404: "An unknown model, conversation, principal, publisher model, file or batch job.",
     413: "The request body is larger than the server's limit.",
     429: "Over the daily quota, a daily budget or the per-minute limit; see Retry-After.",
     500: "codey failed unexpectedly; its log says why.",
@@ -184,6 +194,8 @@ def statuses_of(route: APIRoute) -> list[int]:
     dependant = route.dependant
     if route.body_field is not None:
         found |= {400, 413}
+    if "POST" in (route.methods or ()):
+        found.add(413)  # the body limit stands in front of every route
     if any(d.call is principal for d in dependant.dependencies):
         found.add(401)
     # A plain string in the path always validates; anything else may not.

@@ -23,7 +23,8 @@ def usage(
     principal: Annotated[str | None, typer.Option(help="Only this principal.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Usage per day and service: requests against quota, cache hits, tokens and cost."""
+    """Usage per day and service: requests against quota, cache hits, tokens and cost; batch
+    lines on rows of their own, against the batch quota, at batch prices."""
     settings: Settings = ctx.obj
     try:
         rows = asyncio.run(_rows(settings, days, principal))
@@ -49,7 +50,7 @@ def usage(
         quota = "-" if r["quota"] is None else f"{r['quota']:,}"
         table.add_row(
             r["day"],
-            r["service"],
+            f"{r['service']} (batch)" if r["batch"] else r["service"],
             f"{r['succeeded']:,}",
             quota,
             str(r["rejected"]),
@@ -70,7 +71,12 @@ async def _rows(settings: Settings, days: int, principal: str | None) -> list[di
         wanted = [quota_day.day(now - timedelta(days=n)) for n in range(days)]
         rows = await asyncio.to_thread(Ledger(db).history, wanted, principal)
         for row in rows:
-            row["quota"] = settings.limits.for_service(row["service"]).requests_per_day
+            service = row["service"]
+            row["quota"] = (
+                getattr(settings.batch.requests_per_day, service)
+                if row["batch"]
+                else settings.limits.for_service(service).requests_per_day
+            )
         return rows
     finally:
         db.close()

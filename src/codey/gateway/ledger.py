@@ -106,16 +106,18 @@ class Ledger:
         self, day: str, quota_day: QuotaDay, now: datetime, principal: str | None = None
     ) -> dict[str, Any]:
         """Latency histogram and percentiles per service for `day`, totals of the last seven
-        days, and the ten latest errors."""
+        days, and the ten latest errors; latency and errors of interactive requests only (a
+        batch line waits behind them by design, and its errors go to its job's error file)."""
         who, args = ("", []) if principal is None else (" AND principal = ?", [principal])
         with self._db.transaction() as conn:
             rows = conn.execute(
-                f"SELECT service, latency_ms FROM ledger WHERE day = ? AND status < 400{who}",
+                "SELECT service, latency_ms FROM ledger "
+                f"WHERE day = ? AND status < 400 AND batch = 0{who}",
                 [day, *args],
             ).fetchall()
             errors = conn.execute(
                 "SELECT ts, service, dialect, status, error FROM ledger "
-                f"WHERE status >= 400{who} ORDER BY id DESC LIMIT 10",
+                f"WHERE status >= 400 AND batch = 0{who} ORDER BY id DESC LIMIT 10",
                 args,
             ).fetchall()
         by_service: dict[str, list[float]] = {}

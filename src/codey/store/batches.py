@@ -175,11 +175,13 @@ class BatchStore:
         return _job(row) if row else None
 
     def jobs(
-        self, owner: str | None, kind: str, limit: int, after: str | None = None
+        self, owner: str | None, kind: str | None, limit: int, after: str | None = None
     ) -> list[BatchJob]:
-        """Newest first; `after` is the id of the last job of the previous page."""
+        """Newest first, of one API's kind or all; `after` is the id of the last job of the
+        previous page."""
         where, args = _owned(owner)
-        where, args = f"{where} AND kind = ?", [*args, kind]
+        if kind is not None:
+            where, args = f"{where} AND kind = ?", [*args, kind]
         if after is not None:
             where += " AND rowid < (SELECT rowid FROM batches WHERE id = ?)"
             args.append(after)
