@@ -191,10 +191,11 @@ def test_a_malformed_line_fails_alone_with_its_error(sdk: openai.OpenAI) -> None
 @pytest.mark.parametrize(
     ("lines", "endpoint", "purpose", "said"),
     [
-        ([chat_line(1)], "/v1/embeddings", "batch", "endpoint '/v1/embeddings' cannot be batched"),
+        ([chat_line(1)], "/v1/embeddings", "batch",
+         "endpoint: Input should be '/v1/chat/completions'"),
         ([chat_line(1, "a"), chat_line(2, "b"), chat_line(3, "a")], "/v1/chat/completions",
          "batch", "Line 3 repeats custom_id 'a' of line 1"),
-        ([chat_line(1)], "/v1/chat/completions", "fine-tune", "files here are for batch jobs"),
+        ([chat_line(1)], "/v1/chat/completions", "fine-tune", "purpose: Input should be 'batch'"),
         ([chat_line(n) for n in range(1400)], "/v1/chat/completions", "batch",
          "larger than 200,000 bytes"),  # the file is over its limit, the body not by much
         ([chat_line(n) for n in range(3000)], "/v1/chat/completions", "batch",
@@ -471,3 +472,9 @@ def test_the_dashboard_lists_the_jobs_with_their_progress(
     assert chat.replace(",", "") == f"{usage['chat']['batch']['requests']} / 10000"
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "dashboard-batches.png"))
+
+
+def test_a_wrong_method_is_told_every_method_of_the_path(server: Server) -> None:
+    response = httpx.put(f"{server.url}/v1/batches")
+    assert response.status_code == 405
+    assert {"GET", "POST"} <= set(response.headers["allow"].split(", "))

@@ -12,6 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from codey import __version__
 from codey.api import health, observability, openapi
@@ -42,6 +44,17 @@ _HTTP_KINDS = {
     405: "method_not_allowed",
     413: "body_too_large",
 }
+
+
+def _allowed(app: FastAPI, scope: Scope) -> list[str]:
+    """The methods of every route that serves the scope's path."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches({**scope, "method": next(iter(route.methods))})
+            if match == Match.FULL:
+                methods |= route.methods
+    return sorted(methods)
 
 
 def create_app(
@@ -114,7 +127,9 @@ def create_app(
         kind = _HTTP_KINDS.get(exc.status_code, "http_error")
         error = HttpError(exc.status_code, kind, str(exc.detail))
         response = render(error, dialect_of(request.url.path))
-        response.headers.update(exc.headers or {})  # such as Allow with a 405
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only its first route's
+            response.headers["Allow"] = ", ".join(_allowed(app, request.scope))
         return response
 
     @app.exception_handler(Exception)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,13 +32,17 @@ from codey.store.batches import BatchJob, BatchStore, Line, new_id
 
 router = APIRouter(prefix="/v1", tags=["openai batch"])
 Caller = Annotated[Principal, Depends(principal)]
+Endpoint = Literal[
+    "/v1/chat/completions", "/v1/completions", "/api/v1/codey/generate", "/api/v1/codey/complete"
+]
 BatchBody = type[ChatCompletionRequest | CompletionRequest | GenerateBody | CompleteBody]
-ENDPOINTS: dict[str, BatchBody] = {
-    "/v1/chat/completions": ChatCompletionRequest,
-    "/v1/completions": CompletionRequest,
-    "/api/v1/codey/generate": GenerateBody,
-    "/api/v1/codey/complete": CompleteBody,
-}
+BODIES: tuple[BatchBody, ...] = (
+    ChatCompletionRequest,
+    CompletionRequest,
+    GenerateBody,
+    CompleteBody,
+)
+ENDPOINTS: dict[str, BatchBody] = dict(zip(get_args(Endpoint), BODIES, strict=True))
 WINDOWS = {"24h": 24 * 3600}
 
 
@@ -46,8 +50,8 @@ class BatchCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     input_file_id: str = Field(min_length=1)
-    endpoint: str
-    completion_window: str = "24h"
+    endpoint: Endpoint
+    completion_window: Literal["24h"] = "24h"
     metadata: dict[str, str] | None = Field(default=None, max_length=16)
 
 
@@ -85,15 +89,6 @@ def batch_object(job: BatchJob, store: BatchStore) -> dict[str, Any]:
 @router.post("/batches")
 async def create_batch(body: BatchCreate, request: Request, who: Caller) -> dict[str, Any]:
     """Run every request of an uploaded file, behind interactive traffic, at batch prices."""
-    if body.endpoint not in ENDPOINTS:
-        raise InvalidRequest(
-            f"endpoint {body.endpoint!r} cannot be batched here.",
-            hint=f"Use one of: {', '.join(ENDPOINTS)}.",
-        )
-    if body.completion_window not in WINDOWS:
-        raise InvalidRequest(
-            f"completion_window is {body.completion_window!r}; the only window is '24h'."
-        )
     source = owned_file(request, who, body.input_file_id)
     if source.purpose != "batch":
         raise InvalidRequest(

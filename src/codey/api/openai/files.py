@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from codey.api.calls import principal
 from codey.api.limits import FileTooLarge
-from codey.errors import InvalidRequest, NotFound
+from codey.errors import NotFound
 from codey.gateway.auth import Principal
 from codey.store.batches import BatchStore, StoredFile
 
@@ -53,20 +53,14 @@ def owned_file(request: Request, who: Principal, file_id: str) -> StoredFile:
 async def upload(
     request: Request,
     who: Caller,
-    file: Annotated[UploadFile, Form(description="JSONL, one request per line.")],
-    purpose: Annotated[str, Form()],
+    file: Annotated[UploadFile, File(description="JSONL, one request per line.")],
+    purpose: Annotated[Literal["batch"], Form(description="Files here are batch jobs' input.")],
 ) -> dict[str, Any]:
-    """Upload a batch input file (purpose "batch")."""
-    if purpose != "batch":
-        raise InvalidRequest(
-            f"purpose is {purpose!r}; files here are for batch jobs.", hint='Send "batch".'
-        )
+    """Upload a batch input file; its lines are read when a batch is made from it."""
     limit = request.app.state.runtime.settings.batch.max_file_bytes
     content = await file.read(limit + 1)
     if len(content) > limit:
         raise FileTooLarge(limit)
-    if not content.strip():
-        raise InvalidRequest("The file is empty.")
     stored = await store_of(request).add_file(
         who.name, purpose, file.filename or "upload.jsonl", content
     )

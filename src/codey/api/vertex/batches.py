@@ -15,7 +15,7 @@ import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -57,7 +57,7 @@ class GcsSource(_Body):
 
 
 class InputConfig(_Body):
-    instances_format: str = Field(alias="instancesFormat")
+    instances_format: Literal["jsonl"] = Field(alias="instancesFormat")
     gcs_source: GcsSource = Field(alias="gcsSource")
 
 
@@ -66,7 +66,7 @@ class GcsDestination(_Body):
 
 
 class OutputConfig(_Body):
-    predictions_format: str = Field(alias="predictionsFormat")
+    predictions_format: Literal["jsonl"] = Field(alias="predictionsFormat")
     gcs_destination: GcsDestination = Field(alias="gcsDestination")
 
 
@@ -101,12 +101,6 @@ async def create_job(
     model = body.model.rsplit("/", 1)[-1]
     if family_of(model) is None:
         raise NotFound(f"Publisher model {body.model!r} is not served here.")
-    for name, given in (
-        ("instancesFormat", body.input_config.instances_format),
-        ("predictionsFormat", body.output_config.predictions_format),
-    ):
-        if given != "jsonl":
-            raise InvalidRequest(f"{name} is {given!r}; codey reads and writes 'jsonl'.")
     Parameters.model_validate(body.model_parameters)
     folder = settings.batch.folder
     local_path(folder, body.output_config.gcs_destination.output_uri_prefix)
