@@ -11,9 +11,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException
-from starlette.routing import Match, Route
-from starlette.types import Scope
+from starlette.routing import Route, compile_path
 
 from codey import __version__
 from codey.api import health, observability, openapi
@@ -46,14 +46,14 @@ _HTTP_KINDS = {
 }
 
 
-def _allowed(app: FastAPI, scope: Scope) -> list[str]:
-    """The methods of every route that serves the scope's path."""
+def _allowed(app: FastAPI, path: str) -> list[str]:
+    """The methods of every route that serves `path`."""
     methods: set[str] = set()
-    for route in app.router.routes:
-        if isinstance(route, Route) and route.methods:
-            match, _ = route.matches({**scope, "method": next(iter(route.methods))})
-            if match == Match.FULL:
-                methods |= route.methods
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        served = context.path_format and compile_path(context.path_format)[0].match(path)
+        if isinstance(route, Route) and route.methods and served:
+            methods |= route.methods
     return sorted(methods)
 
 
@@ -129,7 +129,7 @@ def create_app(
         response = render(error, dialect_of(request.url.path))
         response.headers.update(exc.headers or {})
         if exc.status_code == 405:  # every method of the path, not only its first route's
-            response.headers["Allow"] = ", ".join(_allowed(app, request.scope))
+            response.headers["Allow"] = ", ".join(_allowed(app, request.url.path))
         return response
 
     @app.exception_handler(Exception)
