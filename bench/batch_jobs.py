@@ -97,12 +97,12 @@ async def interactive(
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings()
     m = settings.model
-    path = locate_model(m)
+    path = locate_model(m.path, m.sha256, m.cache_dir).path
     spec = EngineSpec.of(path, m)
     streams = m.slots - min(RESERVED_SLOTS, m.slots - 1)
     result: dict[str, Any] = {
         "machine": platform.processor() or platform.machine(),
-        "engine": inspect().get("system_info", ""),
+        "engine": inspect().system_info,
         "slots": m.slots,
         "batch_slots": streams,
         "lines": args.lines,
