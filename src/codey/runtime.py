@@ -21,7 +21,7 @@ from codey.services import Services
 from codey.services.chat import ChatService
 from codey.services.completion import CompletionService
 from codey.services.generation import GenerationService
-from codey.store.batches import BatchStore
+from codey.store.batches import BatchStore, SQLiteBatchStore
 from codey.store.conversations import ConversationStore
 from codey.store.sqlite import Database
 
@@ -63,7 +63,7 @@ class Runtime:
             return Services.over(backend, conversations, settings)
 
         gateway = Gateway.build(settings, database, services_on, clock=clock, metrics=metrics)
-        batches = BatchStore(database)
+        batches = SQLiteBatchStore(database)
         return cls(
             settings, routers, engine.loaded, database, conversations, batches, metrics, gateway
         )

@@ -33,6 +33,7 @@ from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
 from codey.backends.fake import Rule
+from codey.gateway.auth import hash_key
 from tests.api.conftest import ARTIFACTS, Server, start_server
 from tests.fake_script import fake_config, write_script
 
@@ -45,9 +46,10 @@ RULES = [
 ]  # fmt: skip
 
 
-def batch_server(tmp: Path, **env: str) -> Server:
+def batch_server(tmp: Path, keys: str = "", **env: str) -> Server:
     script = write_script(tmp / "script.json", RULES)
     config = fake_config(tmp / "codey.toml", script)
+    config.write_text(config.read_text() + keys)
     return start_server(tmp, CODEY_CONFIG=str(config), CODEY_BATCH__POLL_SECONDS="0.2", **env)
 
 
@@ -215,6 +217,22 @@ def test_a_job_that_cannot_run_is_a_400_that_says_why(
     assert said in refused.value.message
 
 
+def test_a_job_made_from_another_jobs_output_is_refused(sdk: openai.OpenAI) -> None:
+    uploaded = sdk.files.create(file=("one.jsonl", jsonl([chat_line(3)])), purpose="batch")
+    batch = sdk.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    batch = wait_for(sdk, batch.id, finished)
+    assert batch.output_file_id is not None
+    assert sdk.files.retrieve(batch.output_file_id).purpose == "batch_output"
+    with pytest.raises(openai.BadRequestError, match="uploaded for 'batch_output'"):
+        sdk.batches.create(
+            input_file_id=batch.output_file_id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+
+
 def test_an_unknown_file_and_batch_are_404s(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         sdk.batches.create(
@@ -290,6 +308,59 @@ def test_cancel_keeps_what_was_answered(sdk: openai.OpenAI) -> None:
         assert f"def batch_{n}():" in result["response"]["body"]["generated_code"]
 
 
+def test_a_job_past_its_window_expires_with_the_rest_in_its_error_file(
+    sdk: openai.OpenAI, server: Server
+) -> None:
+    lines = [
+        {"custom_id": f"e{n}", "method": "POST", "url": "/api/v1/codey/generate",
+         "body": {"prompt": f"a function named batch_{n} that returns {n}"}}
+        for n in range(LINES)
+    ]  # fmt: skip
+    uploaded = sdk.files.create(file=("late.jsonl", jsonl(lines)), purpose="batch")
+    batch = sdk.batches.create(
+        input_file_id=uploaded.id,
+        endpoint="/api/v1/codey/generate",  # type: ignore[arg-type]
+        completion_window="24h",
+    )
+    wait_for(sdk, batch.id, lambda b: b.request_counts.completed >= 5)
+    with sqlite3.connect(server.log.parent / "codey.db") as db:  # a day goes by
+        db.execute("UPDATE batches SET expires_at = 0 WHERE id = ?", [batch.id])
+    batch = wait_for(sdk, batch.id, finished)
+    assert batch.status == "expired" and batch.expired_at is not None
+    answered, late = output(sdk, batch.output_file_id), output(sdk, batch.error_file_id)
+    assert len(answered) == batch.request_counts.completed and len(answered) + len(late) == LINES
+    assert {e["error"]["code"] for e in late} == {"batch_expired"}
+    assert all(e["response"] is None for e in late)
+
+
+def test_a_job_whose_key_was_removed_fails_and_says_why(tmp_path: Path) -> None:
+    key = "team-a-key"
+    keys = f'[[auth.keys]]\nname = "team-a"\nsha256 = "{hash_key(key)}"\n'
+    server = batch_server(tmp_path, keys)
+    try:
+        sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+        lines = [chat_line(n) for n in range(LINES)]
+        uploaded = sdk.files.create(file=("q.jsonl", jsonl(lines)), purpose="batch")
+        batch = sdk.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        wait_for(sdk, batch.id, lambda b: b.request_counts.completed >= 5)
+    finally:
+        server.stop()
+    server = batch_server(tmp_path)  # the same database, the key gone from the config
+    try:
+        sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        batch = wait_for(sdk, batch.id, finished)
+        assert batch.status == "failed" and batch.failed_at is not None
+        assert batch.errors is not None and batch.errors.data is not None
+        assert batch.errors.data[0].code == "owner_removed"
+        refused = output(sdk, batch.error_file_id)
+        assert refused and {e["response"]["status_code"] for e in refused} == {403}
+        assert len(refused) + batch.request_counts.completed == LINES
+    finally:
+        server.stop()
+
+
 def test_killed_half_way_the_job_resumes_and_runs_each_line_once(
     tmp_path: Path,
 ) -> None:
@@ -328,6 +399,9 @@ def test_killed_half_way_the_job_resumes_and_runs_each_line_once(
     answered = [r for r in rows if r["status"] == 200]
     assert len(answered) == LINES  # each line billed once, across the kill
     assert {r["service"] for r in rows} == {"generation"}
+    for row in answered:  # at the batch price
+        expected = (row["input_chars"] * 0.0002 + row["output_chars"] * 0.0004) / 1000
+        assert row["cost_usd"] == pytest.approx(expected) and row["cost_usd"] > 0
 
 
 def test_vertex_batch_prediction_through_the_job_client(server: Server) -> None:

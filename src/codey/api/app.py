@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -98,6 +99,8 @@ def create_app(
             yield
         finally:
             batch_work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await batch_work
             await runner.close()
             if runtime is None:
                 await started.close()

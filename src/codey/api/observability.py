@@ -40,14 +40,14 @@ async def stats(request: Request) -> dict[str, Any]:
     stats["deployments"] = [d for router in routers for d in router.status()]
     embedded = request.app.state.runtime.embedded
     stats["engine"] = None if embedded is None else embedded.engine.status()
-    stats["batches"] = await asyncio.to_thread(_batches, request.app.state.runtime.batches, name)
+    stats["batches"] = await _batches(request.app.state.runtime.batches, name)
     return stats
 
 
-def _batches(store: BatchStore, owner: str | None) -> list[dict[str, Any]]:
+async def _batches(store: BatchStore, owner: str | None) -> list[dict[str, Any]]:
     """The latest batch jobs of either API, with their progress."""
-    jobs = store.jobs(owner, None, 20)
-    counts = store.counts([j.id for j in jobs]) if jobs else {}
+    jobs = await store.jobs(owner, None, 20)
+    counts = await store.counts([j.id for j in jobs])
     return [
         {
             "id": j.id,

@@ -6,7 +6,8 @@ oldest job first. A line's result commits with its ledger row, so a job killed h
 resumes where it stood: lines already settled are never run again, the others run once more.
 
 A job moves validating -> in_progress -> finalizing -> completed; cancelling -> cancelled
-(lines in flight stop, the settled ones are kept); in_progress past its window -> expired.
+(lines in flight stop, the settled ones are kept); in_progress past its window -> expired;
+in_progress whose key was taken out of the config -> failed.
 Each API that makes jobs plugs in a `BatchKind`: how a line becomes a call, and how the
 settled lines become the job's output.
 """
@@ -22,7 +23,7 @@ from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from codey.config import BatchSettings
-from codey.errors import CodeyError
+from codey.errors import CodeyError, NotFound
 from codey.gateway.auth import Principal
 from codey.gateway.job import Answer
 from codey.gateway.pipeline import Call, Gateway
@@ -62,6 +63,8 @@ class BatchRunner:
         self.settings = settings
         self.kinds = kinds
         self._running: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._not_before: dict[tuple[str, int], float] = {}
+        """Lines that failed inside codey, and when they may be tried again."""
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -72,7 +75,7 @@ class BatchRunner:
         """Work on every active job until cancelled."""
         while True:
             try:
-                for job in await asyncio.to_thread(self.store.active):
+                for job in await self.store.active():
                     await self._advance(job)
             except Exception:  # one bad pass must not stop batch work for good
                 log.exception("the batch runner failed a pass; trying again")
@@ -99,15 +102,25 @@ class BatchRunner:
             await self._stop(job)
             await self.store.settle_rest(job.id, 408, refused("The batch expired."))
             await self._finish(job, "expired")
+        elif job.status == "in_progress" and not self._owner_known(job):
+            message = f"The key {job.owner!r} that made this job is no longer configured."
+            await self._stop(job)
+            await self.store.settle_rest(job.id, 403, refused(message))
+            job.options["errors"] = [{"code": "owner_removed", "message": message}]
+            await self._finish(job, "failed", options=job.options)
         elif job.status == "in_progress":
             await self._fill(job)
 
     async def _fill(self, job: BatchJob) -> None:
         """Start pending lines while there is room; finalize once none is left."""
         mine = {line for batch_id, line in self._running if batch_id == job.id}
+        now = time.monotonic()
+        later = {
+            n for (batch_id, n), t in self._not_before.items() if batch_id == job.id and t > now
+        }
         room = self.settings.concurrency - len(self._running)
-        lines = await asyncio.to_thread(self.store.pending, job.id, max(room, 1), mine)
-        if not lines and not mine:
+        lines = await self.store.claim(job.id, max(room, 1), mine | later)
+        if not lines and not mine and not later:
             await self.store.set_status(job, "finalizing")
             await self._finish(job, "completed")
             return
@@ -118,6 +131,8 @@ class BatchRunner:
 
     def _done(self, key: tuple[str, int], _: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
+        now = time.monotonic()
+        self._not_before = {k: t for k, t in self._not_before.items() if t > now}
         self._wake.set()
 
     async def _stop(self, job: BatchJob) -> None:
@@ -126,9 +141,18 @@ class BatchRunner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _finish(self, job: BatchJob, status: str) -> None:
-        fields = await self.kinds[job.kind].finish(job, self.store)
+    async def _finish(self, job: BatchJob, status: str, **fields: Any) -> None:
+        if not await self.store.claim_finish(job.id):
+            return  # another replica writes this job's output
+        fields |= await self.kinds[job.kind].finish(job, self.store)
         await self.store.set_status(job, status, **fields)  # type: ignore[arg-type]
+
+    def _owner_known(self, job: BatchJob) -> bool:
+        try:
+            self.gateway.keyring.named(job.owner)
+        except NotFound:
+            return False
+        return True
 
     async def _run_line(self, job: BatchJob, line: Line) -> None:
         try:
@@ -155,6 +179,9 @@ class BatchRunner:
         if status == 499:
             return None  # stopped by codey (cancel, shutdown): it stays pending
         if status >= 500 and line.attempts + 1 < self.settings.line_attempts:
+            # The engine restarting or an upstream down: give it time before the next try.
+            wait = min(2.0 ** (line.attempts + 1), 60.0)
+            self._not_before[(line.batch_id, line.line)] = time.monotonic() + wait
             return self.store.retry_later(line)
         return self.store.settle(line, "failed", status, refused(error or "failed"))
 

@@ -1,21 +1,24 @@
-"""Batch jobs, their files and their lines, in the SQLite database.
+"""Batch jobs, their files and their lines: the interface, and its SQLite implementation.
 
 A job's lines are written with the job, each with its state: `pending` until it has an
-answer or a final error, then `done` or `failed`. The write that settles a line joins the
-transaction of its ledger row (see `Gateway.serve`), so after a crash a line either has both
-or neither, and runs again only in the second case.
+answer or a final error, then `done` or `failed`. With SQLite, the write that settles a line
+joins the transaction of its ledger row (see `Gateway.serve`), so after a crash a line has
+both or neither, and runs again only in the second case. `store/redis_batches.py` keeps the
+same in Redis for replicas that share jobs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from codey.store.sqlite import Database
 
@@ -32,6 +35,7 @@ Status = Literal[
 ACTIVE: tuple[Status, ...] = ("validating", "in_progress", "finalizing", "cancelling")
 """The statuses the runner still has work in."""
 LineState = Literal["pending", "done", "failed"]
+T = TypeVar("T")
 
 
 def new_id(prefix: str) -> str:
@@ -97,14 +101,97 @@ class Counts:
         return self.total - self.completed - self.failed
 
 
-class BatchStore:
+class BatchStore(ABC):
+    """Where jobs, lines and files live; every method may be called from the event loop."""
+
+    @abstractmethod
+    async def add_file(self, owner: str, purpose: str, filename: str, content: bytes) -> StoredFile:
+        """Keep a file's bytes with their SHA-256; nothing in them is ever run."""
+
+    @abstractmethod
+    async def file(self, file_id: str) -> StoredFile | None: ...
+
+    @abstractmethod
+    async def content(self, file_id: str) -> bytes: ...
+
+    @abstractmethod
+    async def files(self, owner: str | None, purpose: str | None, limit: int) -> list[StoredFile]:
+        """Newest first; every owner's with None."""
+
+    @abstractmethod
+    async def delete_file(self, file_id: str) -> None: ...
+
+    @abstractmethod
+    async def create(self, job: BatchJob, lines: list[Line]) -> None:
+        """The job and all its lines, at once."""
+
+    @abstractmethod
+    async def get(self, batch_id: str) -> BatchJob | None: ...
+
+    @abstractmethod
+    async def jobs(
+        self, owner: str | None, kind: str | None, limit: int, after: str | None = None
+    ) -> list[BatchJob]:
+        """Newest first, of one API's kind or all; `after` is the id of the last job of the
+        previous page."""
+
+    @abstractmethod
+    async def active(self) -> list[BatchJob]:
+        """The jobs the runner still has work in, oldest first."""
+
+    @abstractmethod
+    async def counts(self, batch_ids: list[str]) -> dict[str, Counts]: ...
+
+    @abstractmethod
+    async def claim(self, batch_id: str, limit: int, skip: set[int]) -> list[Line]:
+        """Up to `limit` pending lines not in `skip`, for this runner to run."""
+
+    @abstractmethod
+    async def claim_finish(self, batch_id: str) -> bool:
+        """Whether this runner is the one to write the job's output."""
+
+    @abstractmethod
+    async def settled(self, batch_id: str, state: LineState) -> list[Line]:
+        """The job's lines in `state`, in input order."""
+
+    @abstractmethod
+    async def set_status(self, job: BatchJob, status: Status, **fields: Any) -> None:
+        """Move a job on, stamping `<status>_at`; `fields` are its other fields to set."""
+
+    async def cancel(self, batch_id: str) -> BatchJob | None:
+        """Ask for a job to stop: cancelling if it still has work, as it was otherwise."""
+        job = await self.get(batch_id)
+        if job is not None and job.status in ("validating", "in_progress"):
+            await self.set_status(job, "cancelling")
+        return job
+
+    @abstractmethod
+    async def settle(self, line: Line, state: LineState, status: int, result: Any) -> None:
+        """Give a pending line its answer or final error (a settled line keeps its first)."""
+
+    @abstractmethod
+    async def retry_later(self, line: Line) -> None:
+        """Count a failed attempt; the line stays pending."""
+
+    @abstractmethod
+    async def settle_rest(self, batch_id: str, status: int, result: Any) -> None:
+        """Fail every line still pending (the job expired, or its key is gone)."""
+
+
+class SQLiteBatchStore(BatchStore):
+    """Jobs in the server's SQLite database, beside the ledger their lines commit with."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    # -- files ---------------------------------------------------------------------------------
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def read() -> T:
+            with self._db.transaction() as conn:
+                return work(conn)
+
+        return await asyncio.to_thread(read)
 
     async def add_file(self, owner: str, purpose: str, filename: str, content: bytes) -> StoredFile:
-        """Keep a file's bytes with their SHA-256; nothing in them is ever run."""
         stored = StoredFile(
             new_id("file"),
             owner,
@@ -124,27 +211,25 @@ class BatchStore:
         await self._db.transact(insert)
         return stored
 
-    def file(self, file_id: str) -> StoredFile | None:
-        with self._db.transaction() as conn:
-            row = conn.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", [file_id])
-            found = row.fetchone()
+    async def file(self, file_id: str) -> StoredFile | None:
+        sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?"
+        found = await self._read(lambda conn: conn.execute(sql, [file_id]).fetchone())
         return StoredFile(**dict(found)) if found else None
 
-    def content(self, file_id: str) -> bytes:
-        with self._db.transaction() as conn:
-            row = conn.execute("SELECT content FROM files WHERE id = ?", [file_id]).fetchone()
+    async def content(self, file_id: str) -> bytes:
+        sql = "SELECT content FROM files WHERE id = ?"
+        row = await self._read(lambda conn: conn.execute(sql, [file_id]).fetchone())
         return bytes(row[0]) if row else b""
 
-    def files(self, owner: str | None, purpose: str | None, limit: int) -> list[StoredFile]:
+    async def files(self, owner: str | None, purpose: str | None, limit: int) -> list[StoredFile]:
         where, args = _owned(owner)
         if purpose is not None:
             where, args = f"{where} AND purpose = ?", [*args, purpose]
-        with self._db.transaction() as conn:
-            rows = conn.execute(
-                f"SELECT {_FILE_COLUMNS} FROM files WHERE {where} "
-                "ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                [*args, limit],
-            ).fetchall()
+        sql = (
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE {where} "
+            "ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        )
+        rows = await self._read(lambda conn: conn.execute(sql, [*args, limit]).fetchall())
         return [StoredFile(**dict(r)) for r in rows]
 
     async def delete_file(self, file_id: str) -> None:
@@ -152,10 +237,7 @@ class BatchStore:
             lambda conn: conn.execute("DELETE FROM files WHERE id = ?", [file_id])
         )
 
-    # -- jobs ----------------------------------------------------------------------------------
-
-    async def create(self, job: BatchJob, lines: Iterable[Line]) -> None:
-        """The job and all its lines, in one transaction."""
+    async def create(self, job: BatchJob, lines: list[Line]) -> None:
         rows = [
             (job.id, x.line, x.custom_id, x.request, x.state, x.status, x.result, 0) for x in lines
         ]
@@ -169,67 +251,59 @@ class BatchStore:
 
         await self._db.transact(insert)
 
-    def get(self, batch_id: str) -> BatchJob | None:
-        with self._db.transaction() as conn:
-            row = conn.execute("SELECT * FROM batches WHERE id = ?", [batch_id]).fetchone()
+    async def get(self, batch_id: str) -> BatchJob | None:
+        sql = "SELECT * FROM batches WHERE id = ?"
+        row = await self._read(lambda conn: conn.execute(sql, [batch_id]).fetchone())
         return _job(row) if row else None
 
-    def jobs(
+    async def jobs(
         self, owner: str | None, kind: str | None, limit: int, after: str | None = None
     ) -> list[BatchJob]:
-        """Newest first, of one API's kind or all; `after` is the id of the last job of the
-        previous page."""
         where, args = _owned(owner)
         if kind is not None:
             where, args = f"{where} AND kind = ?", [*args, kind]
         if after is not None:
             where += " AND rowid < (SELECT rowid FROM batches WHERE id = ?)"
             args.append(after)
-        with self._db.transaction() as conn:
-            rows = conn.execute(
-                f"SELECT * FROM batches WHERE {where} ORDER BY rowid DESC LIMIT ?", [*args, limit]
-            ).fetchall()
+        sql = f"SELECT * FROM batches WHERE {where} ORDER BY rowid DESC LIMIT ?"
+        rows = await self._read(lambda conn: conn.execute(sql, [*args, limit]).fetchall())
         return [_job(r) for r in rows]
 
-    def active(self) -> list[BatchJob]:
+    async def active(self) -> list[BatchJob]:
         marks = ", ".join("?" for _ in ACTIVE)
-        with self._db.transaction() as conn:
-            rows = conn.execute(
-                f"SELECT * FROM batches WHERE status IN ({marks}) ORDER BY rowid", ACTIVE
-            ).fetchall()
+        sql = f"SELECT * FROM batches WHERE status IN ({marks}) ORDER BY rowid"
+        rows = await self._read(lambda conn: conn.execute(sql, ACTIVE).fetchall())
         return [_job(r) for r in rows]
 
-    def counts(self, batch_ids: list[str]) -> dict[str, Counts]:
-        marks = ", ".join("?" for _ in batch_ids)
-        with self._db.transaction() as conn:
-            rows = conn.execute(
-                "SELECT batch_id, count(*), sum(state = 'done'), sum(state = 'failed') "
-                f"FROM batch_lines WHERE batch_id IN ({marks}) GROUP BY batch_id",
-                batch_ids,
-            ).fetchall()
+    async def counts(self, batch_ids: list[str]) -> dict[str, Counts]:
+        sql = (
+            "SELECT batch_id, count(*), sum(state = 'done'), sum(state = 'failed') "
+            f"FROM batch_lines WHERE batch_id IN ({', '.join('?' for _ in batch_ids)}) "
+            "GROUP BY batch_id"
+        )
+        rows = await self._read(lambda conn: conn.execute(sql, batch_ids).fetchall())
         found = {r[0]: Counts(r[1], r[2] or 0, r[3] or 0) for r in rows}
         return {i: found.get(i, Counts(0, 0, 0)) for i in batch_ids}
 
-    def pending(self, batch_id: str, limit: int, skip: set[int]) -> list[Line]:
-        """The first pending lines not in `skip` (those already running)."""
-        with self._db.transaction() as conn:
-            rows = conn.execute(
-                "SELECT * FROM batch_lines WHERE batch_id = ? AND state = 'pending' "
-                "ORDER BY line LIMIT ?",
-                [batch_id, limit + len(skip)],
-            ).fetchall()
+    async def claim(self, batch_id: str, limit: int, skip: set[int]) -> list[Line]:
+        # One server per database: the runner's own `skip` is all the claiming needed.
+        sql = (
+            "SELECT * FROM batch_lines WHERE batch_id = ? AND state = 'pending' "
+            "ORDER BY line LIMIT ?"
+        )
+        args = [batch_id, limit + len(skip)]
+        rows = await self._read(lambda conn: conn.execute(sql, args).fetchall())
         return [Line(**dict(r)) for r in rows if r["line"] not in skip][:limit]
 
-    def settled(self, batch_id: str, state: LineState) -> list[Line]:
-        with self._db.transaction() as conn:
-            rows = conn.execute(
-                "SELECT * FROM batch_lines WHERE batch_id = ? AND state = ? ORDER BY line",
-                [batch_id, state],
-            ).fetchall()
+    async def claim_finish(self, batch_id: str) -> bool:
+        return True
+
+    async def settled(self, batch_id: str, state: LineState) -> list[Line]:
+        sql = "SELECT * FROM batch_lines WHERE batch_id = ? AND state = ? ORDER BY line"
+        rows = await self._read(lambda conn: conn.execute(sql, [batch_id, state]).fetchall())
         return [Line(**dict(r)) for r in rows]
 
     async def set_status(self, job: BatchJob, status: Status, **fields: Any) -> None:
-        """Move a job on, stamping `<status>_at`; `fields` are other columns to set."""
         job.status = status
         job.times[f"{status}_at"] = int(time.time())
         for name, value in fields.items():
@@ -246,27 +320,17 @@ class BatchStore:
 
         await self._db.transact(update)
 
-    async def cancel(self, batch_id: str) -> BatchJob | None:
-        """Ask for a job to stop: cancelling if it still has work, as it was otherwise."""
-        job = self.get(batch_id)
-        if job is not None and job.status in ("validating", "in_progress"):
-            await self.set_status(job, "cancelling")
-        return job
-
     async def settle(self, line: Line, state: LineState, status: int, result: Any) -> None:
-        """Give a line its answer or final error."""
-
         def update(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE batch_lines SET state = ?, status = ?, result = ?, "
-                "attempts = attempts + 1 WHERE batch_id = ? AND line = ?",
+                "attempts = attempts + 1 WHERE batch_id = ? AND line = ? AND state = 'pending'",
                 [state, status, json.dumps(result), line.batch_id, line.line],
             )
 
         await self._db.transact(update)
 
     async def retry_later(self, line: Line) -> None:
-        """Count a failed attempt; the line stays pending."""
         await self._db.transact(
             lambda conn: conn.execute(
                 "UPDATE batch_lines SET attempts = attempts + 1 WHERE batch_id = ? AND line = ?",
@@ -275,7 +339,6 @@ class BatchStore:
         )
 
     async def settle_rest(self, batch_id: str, status: int, result: Any) -> None:
-        """Fail every line still pending (the job expired or was cancelled)."""
         await self._db.transact(
             lambda conn: conn.execute(
                 "UPDATE batch_lines SET state = 'failed', status = ?, result = ? "

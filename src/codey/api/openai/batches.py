@@ -9,6 +9,7 @@ error in the job's error file.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -28,7 +29,7 @@ from codey.errors import InvalidRequest, NotFound
 from codey.gateway.auth import Principal
 from codey.gateway.job import Job
 from codey.gateway.pipeline import Call
-from codey.store.batches import BatchJob, BatchStore, Line, new_id
+from codey.store.batches import BatchJob, BatchStore, Counts, Line, new_id
 
 router = APIRouter(prefix="/v1", tags=["openai batch"])
 Caller = Annotated[Principal, Depends(principal)]
@@ -55,14 +56,15 @@ class BatchCreate(BaseModel):
     metadata: dict[str, str] | None = Field(default=None, max_length=16)
 
 
-def batch_object(job: BatchJob, store: BatchStore) -> dict[str, Any]:
-    counts = store.counts([job.id])[job.id]
+def batch_object(job: BatchJob, counts: Counts) -> dict[str, Any]:
     t = job.times
     return {
         "id": job.id,
         "object": "batch",
         "endpoint": job.endpoint,
-        "errors": None,
+        "errors": {"object": "list", "data": job.options["errors"]}
+        if job.options.get("errors")
+        else None,
         "input_file_id": job.input_file_id,
         "completion_window": job.options.get("completion_window", "24h"),
         "status": job.status,
@@ -89,14 +91,15 @@ def batch_object(job: BatchJob, store: BatchStore) -> dict[str, Any]:
 @router.post("/batches")
 async def create_batch(body: BatchCreate, request: Request, who: Caller) -> dict[str, Any]:
     """Run every request of an uploaded file, behind interactive traffic, at batch prices."""
-    source = owned_file(request, who, body.input_file_id)
+    source = await owned_file(request, who, body.input_file_id)
     if source.purpose != "batch":
         raise InvalidRequest(
             f"The file {source.id} was uploaded for {source.purpose!r}, not for 'batch'."
         )
     store = store_of(request)
     settings: Settings = request.app.state.runtime.settings
-    lines = read_lines(store.content(source.id), settings.batch.max_lines)
+    content = await store.content(source.id)
+    lines = await asyncio.to_thread(read_lines, content, settings.batch.max_lines)
     now = int(time.time())
     job = BatchJob(
         id=new_id("batch"),
@@ -112,7 +115,7 @@ async def create_batch(body: BatchCreate, request: Request, who: Caller) -> dict
     )
     await store.create(job, [Line(job.id, n, custom, text) for n, custom, text in lines])
     request.app.state.batch_runner.wake()
-    return batch_object(job, store)
+    return batch_object(job, Counts(len(lines), 0, 0))
 
 
 def read_lines(content: bytes, max_lines: int) -> list[tuple[int, str | None, str]]:
@@ -156,17 +159,19 @@ def _custom_id(line: str) -> str | None:
 
 @router.get("/batches/{batch_id}")
 async def retrieve_batch(batch_id: str, request: Request, who: Caller) -> dict[str, Any]:
-    return batch_object(_owned(request, who, batch_id), store_of(request))
+    job = await _owned(request, who, batch_id)
+    return batch_object(job, (await store_of(request).counts([job.id]))[job.id])
 
 
 @router.post("/batches/{batch_id}/cancel")
 async def cancel_batch(batch_id: str, request: Request, who: Caller) -> dict[str, Any]:
     """Stop a job: lines in flight are dropped, answered ones stay in its output."""
-    _owned(request, who, batch_id)
+    await _owned(request, who, batch_id)
     store = store_of(request)
     job = await store.cancel(batch_id)
     request.app.state.batch_runner.wake()
-    return batch_object(job, store)  # type: ignore[arg-type]
+    assert job is not None  # owned a moment ago; jobs are never deleted
+    return batch_object(job, (await store.counts([job.id]))[job.id])
 
 
 @router.get("/batches")
@@ -178,8 +183,9 @@ async def list_batches(
 ) -> dict[str, Any]:
     """The caller's jobs, newest first; `after` pages on."""
     store = store_of(request)
-    jobs = store.jobs(None if who.admin else who.name, "openai", limit + 1, after)
-    data = [batch_object(j, store) for j in jobs[:limit]]
+    jobs = await store.jobs(None if who.admin else who.name, "openai", limit + 1, after)
+    counts = await store.counts([j.id for j in jobs[:limit]])
+    data = [batch_object(j, counts[j.id]) for j in jobs[:limit]]
     return {
         "object": "list",
         "data": data,
@@ -189,8 +195,8 @@ async def list_batches(
     }
 
 
-def _owned(request: Request, who: Principal, batch_id: str) -> BatchJob:
-    job = store_of(request).get(batch_id)
+async def _owned(request: Request, who: Principal, batch_id: str) -> BatchJob:
+    job = await store_of(request).get(batch_id)
     if job is None or job.kind != "openai" or not (who.admin or job.owner == who.name):
         raise NotFound(f"No such batch: {batch_id!r}.")
     return job
@@ -233,7 +239,7 @@ class OpenAIBatches:
             ("done", "output_file_id", "output"),
             ("failed", "error_file_id", "errors"),
         ):
-            lines = store.settled(job.id, state)  # type: ignore[arg-type]
+            lines = await store.settled(job.id, state)  # type: ignore[arg-type]
             if lines:
                 content = "".join(json.dumps(output_line(x)) + "\n" for x in lines)
                 stored = await store.add_file(

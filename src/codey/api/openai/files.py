@@ -41,9 +41,9 @@ def file_object(f: StoredFile) -> dict[str, Any]:
     }
 
 
-def owned_file(request: Request, who: Principal, file_id: str) -> StoredFile:
+async def owned_file(request: Request, who: Principal, file_id: str) -> StoredFile:
     """The caller's file by id, or 404 (another caller's file is not there for them)."""
-    found = store_of(request).file(file_id)
+    found = await store_of(request).file(file_id)
     if found is None or not (who.admin or found.owner == who.name):
         raise NotFound(f"No such file: {file_id!r}.", hint="List your files with GET /v1/files.")
     return found
@@ -77,7 +77,7 @@ async def list_files(
 ) -> dict[str, Any]:
     """The caller's files, newest first."""
     owner = None if who.admin else who.name
-    files = [file_object(f) for f in store_of(request).files(owner, purpose, limit)]
+    files = [file_object(f) for f in await store_of(request).files(owner, purpose, limit)]
     if order == "asc":
         files.reverse()
     return {
@@ -91,19 +91,19 @@ async def list_files(
 
 @router.get("/files/{file_id}")
 async def get_file(file_id: str, request: Request, who: Caller) -> dict[str, Any]:
-    return file_object(owned_file(request, who, file_id))
+    return file_object(await owned_file(request, who, file_id))
 
 
 @router.get("/files/{file_id}/content")
 async def file_content(file_id: str, request: Request, who: Caller) -> Response:
     """The file's bytes: a job's input, output or errors, as JSONL."""
-    owned_file(request, who, file_id)
-    content = store_of(request).content(file_id)
+    await owned_file(request, who, file_id)
+    content = await store_of(request).content(file_id)
     return Response(content, media_type="application/jsonl")
 
 
 @router.delete("/files/{file_id}")
 async def delete_file(file_id: str, request: Request, who: Caller) -> dict[str, Any]:
-    owned_file(request, who, file_id)
+    await owned_file(request, who, file_id)
     await store_of(request).delete_file(file_id)
     return {"id": file_id, "object": "file", "deleted": True}

@@ -10,6 +10,7 @@ is JSONL, one instance per line as `:predict` takes it; the output is
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -30,7 +31,7 @@ from codey.config import Settings
 from codey.errors import InvalidRequest, NotFound
 from codey.gateway.auth import Principal
 from codey.gateway.pipeline import Call
-from codey.store.batches import BatchJob, BatchStore, Line
+from codey.store.batches import BatchJob, BatchStore, Counts, Line
 
 router = APIRouter(tags=["vertex batch"])
 Caller = Annotated[Principal, Depends(principal)]
@@ -104,7 +105,8 @@ async def create_job(
     Parameters.model_validate(body.model_parameters)
     folder = settings.batch.folder
     local_path(folder, body.output_config.gcs_destination.output_uri_prefix)
-    instances = _instances(folder, body.input_config.gcs_source.uris, settings.batch.max_lines)
+    uris = body.input_config.gcs_source.uris
+    instances = await asyncio.to_thread(_instances, folder, uris, settings.batch.max_lines)
     now = int(time.time())
     job = BatchJob(
         id=str(secrets.randbelow(9 * 10**17) + 10**17),
@@ -120,7 +122,7 @@ async def create_job(
     store = store_of(request)
     await store.create(job, [Line(job.id, n, None, text) for n, text in enumerate(instances)])
     request.app.state.batch_runner.wake()
-    return job_object(job, store)
+    return job_object(job, Counts(len(instances), 0, 0))
 
 
 def _instances(folder: Path, uris: list[str], max_lines: int) -> list[str]:
@@ -141,7 +143,8 @@ def _instances(folder: Path, uris: list[str], max_lines: int) -> list[str]:
 async def get_job(
     project: str, location: str, job_id: str, request: Request, who: Caller
 ) -> dict[str, Any]:
-    return job_object(_owned(request, who, project, location, job_id), store_of(request))
+    job = await _owned(request, who, project, location, job_id)
+    return job_object(job, (await store_of(request).counts([job.id]))[job.id])
 
 
 @router.get(_JOBS_PATH)
@@ -153,9 +156,11 @@ async def list_jobs(
     page_size: Annotated[int, Query(alias="pageSize", ge=0, le=1000)] = 100,
 ) -> dict[str, Any]:
     store = store_of(request)
-    jobs = store.jobs(None if who.admin else who.name, "vertex", page_size or 100)
+    jobs = await store.jobs(None if who.admin else who.name, "vertex", page_size or 100)
     endpoint = f"projects/{project}/locations/{location}"
-    return {"batchPredictionJobs": [job_object(j, store) for j in jobs if j.endpoint == endpoint]}
+    jobs = [j for j in jobs if j.endpoint == endpoint]
+    counts = await store.counts([j.id for j in jobs])
+    return {"batchPredictionJobs": [job_object(j, counts[j.id]) for j in jobs]}
 
 
 @router.post(_JOBS_PATH + "/{job_id}:cancel")
@@ -163,14 +168,16 @@ async def cancel_job(
     project: str, location: str, job_id: str, request: Request, who: Caller
 ) -> dict[str, Any]:
     """Stop a job; what it answered so far is written out."""
-    _owned(request, who, project, location, job_id)
+    await _owned(request, who, project, location, job_id)
     await store_of(request).cancel(job_id)
     request.app.state.batch_runner.wake()
     return {}
 
 
-def _owned(request: Request, who: Principal, project: str, location: str, job_id: str) -> BatchJob:
-    job = store_of(request).get(job_id)
+async def _owned(
+    request: Request, who: Principal, project: str, location: str, job_id: str
+) -> BatchJob:
+    job = await store_of(request).get(job_id)
     endpoint = f"projects/{project}/locations/{location}"
     if job is None or job.kind != "vertex" or job.endpoint != endpoint:
         raise NotFound(f"No batch prediction job {job_id}.")
@@ -179,8 +186,7 @@ def _owned(request: Request, who: Principal, project: str, location: str, job_id
     return job
 
 
-def job_object(job: BatchJob, store: BatchStore) -> dict[str, Any]:
-    counts = store.counts([job.id])[job.id]
+def job_object(job: BatchJob, counts: Counts) -> dict[str, Any]:
     given, t = job.options, job.times
     body: dict[str, Any] = {
         "name": f"{job.endpoint}/batchPredictionJobs/{job.id}",
@@ -205,6 +211,8 @@ def job_object(job: BatchJob, store: BatchStore) -> dict[str, Any]:
         body["endTime"] = _rfc3339(ended)
     if "directory" in given:
         body["outputInfo"] = {"gcsOutputDirectory": given["directory"]}
+    if given.get("errors"):
+        body["error"] = {"code": 7, "message": given["errors"][0]["message"]}  # PERMISSION_DENIED
     return body
 
 
@@ -245,7 +253,7 @@ class VertexBatches:
         folder = local_path(self.settings.batch.folder, directory)
         folder.mkdir(parents=True, exist_ok=True)
         lines = sorted(
-            [*store.settled(job.id, "done"), *store.settled(job.id, "failed")],
+            [*await store.settled(job.id, "done"), *await store.settled(job.id, "failed")],
             key=lambda x: x.line,
         )
         with (folder / "predictions_00001.jsonl").open("w", encoding="utf-8") as out:
