@@ -352,6 +352,12 @@ class BatchSettings(_Section):
     poll_seconds: float = Field(
         default=1.0, gt=0, description="How often the runner looks for new or resumed jobs."
     )
+    lease_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="Shared mode: a line a replica took is another's to run after this long "
+        "without an answer (its replica died); longer than `resilience.total_timeout`.",
+    )
     folder: Path = Field(
         default_factory=lambda: platformdirs.user_data_path("codey") / "batch",
         description="Vertex batch prediction jobs read their input files from and write their "
@@ -375,7 +381,8 @@ class Settings(BaseSettings):
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
     redis_url: str | None = Field(
-        default=None, description="Shared mode: quotas, rate limits and cache live in Redis."
+        default=None,
+        description="Shared mode: quotas, rate limits, cache and batch jobs live in Redis.",
     )
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)

@@ -23,6 +23,8 @@ from codey.services.completion import CompletionService
 from codey.services.generation import GenerationService
 from codey.store.batches import BatchStore, SQLiteBatchStore
 from codey.store.conversations import ConversationStore
+from codey.store.redis import connect
+from codey.store.redis_batches import RedisBatchStore
 from codey.store.sqlite import Database
 
 
@@ -63,7 +65,9 @@ class Runtime:
             return Services.over(backend, conversations, settings)
 
         gateway = Gateway.build(settings, database, services_on, clock=clock, metrics=metrics)
-        batches = SQLiteBatchStore(database)
+        batches: BatchStore = SQLiteBatchStore(database)
+        if settings.redis_url:  # shared mode: any replica runs and resumes any job
+            batches = RedisBatchStore(connect(settings.redis_url), settings.batch.lease_seconds)
         return cls(
             settings, routers, engine.loaded, database, conversations, batches, metrics, gateway
         )

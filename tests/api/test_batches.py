@@ -552,3 +552,44 @@ def test_a_wrong_method_is_told_every_method_of_the_path(server: Server) -> None
     response = httpx.put(f"{server.url}/v1/batches")
     assert response.status_code == 405
     assert {"GET", "POST"} <= set(response.headers["allow"].split(", "))
+
+
+def test_replicas_sharing_redis_share_jobs_and_one_resumes_the_others(tmp_path: Path) -> None:
+    shared = {"CODEY_REDIS_URL": "redis://127.0.0.1:6379/0", "CODEY_BATCH__LEASE_SECONDS": "3"}
+    lines = [
+        {"custom_id": f"r{n}", "method": "POST", "url": "/api/v1/codey/generate",
+         "body": {"prompt": f"a function named batch_{n} that returns {n}"}}
+        for n in range(LINES)
+    ]  # fmt: skip
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first = batch_server(tmp_path / "a", **shared)
+    second = batch_server(tmp_path / "b", **shared)
+    try:
+        sdk = openai.OpenAI(base_url=f"{first.url}/v1", api_key="unused", max_retries=0)
+        other = openai.OpenAI(base_url=f"{second.url}/v1", api_key="unused", max_retries=0)
+        uploaded = sdk.files.create(file=("shared.jsonl", jsonl(lines)), purpose="batch")
+        assert other.files.retrieve(uploaded.id).bytes == uploaded.bytes
+        batch = sdk.batches.create(
+            input_file_id=uploaded.id,
+            endpoint="/api/v1/codey/generate",  # type: ignore[arg-type]
+            completion_window="24h",
+        )
+        wait_for(other, batch.id, lambda b: b.request_counts.completed >= LINES // 3)
+        first.stop(signal.SIGKILL)  # its lines in flight are the other's once their lease ends
+        batch = wait_for(other, batch.id, finished)
+        assert batch.status == "completed"
+        assert batch.request_counts.completed == LINES and batch.request_counts.failed == 0
+        results = output(other, batch.output_file_id)
+        assert sorted(r["custom_id"] for r in results) == sorted(f"r{n}" for n in range(LINES))
+        for result in results:
+            n = result["custom_id"].removeprefix("r")
+            assert f"def batch_{n}():" in result["response"]["body"]["generated_code"]
+    finally:
+        first.stop()
+        second.stop()
+    answered_by = [len(ledger(server, "batch = 1 AND status = 200")) for server in (first, second)]
+    assert all(answered_by), answered_by  # both replicas ran lines
+    # Each line's result is written once. Its ledger row goes to its replica's own SQLite, a
+    # second write: a replica killed between the two may leave a line with a row too few or,
+    # run again by the other, one too many; at most the lines it had in flight.
+    assert abs(sum(answered_by) - LINES) <= 8, answered_by

@@ -121,6 +121,8 @@ class BatchRunner:
         room = self.settings.concurrency - len(self._running)
         lines = await self.store.claim(job.id, max(room, 1), mine | later)
         if not lines and not mine and not later:
+            if (await self.store.counts([job.id]))[job.id].pending:
+                return  # lines another runner holds: theirs, or free once their lease ends
             await self.store.set_status(job, "finalizing")
             await self._finish(job, "completed")
             return
