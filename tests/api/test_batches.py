@@ -84,6 +84,20 @@ def chat_line(n: int, custom_id: str | None = None) -> dict[str, Any]:
     }
 
 
+def generate_lines(prefix: str, count: int = LINES) -> list[dict[str, Any]]:
+    """Native generation requests, each answered by the script with its own function."""
+    return [
+        {"custom_id": f"{prefix}{n}", "method": "POST", "url": "/api/v1/codey/generate",
+         "body": {"prompt": f"a function named batch_{n} that returns {n}"}}
+        for n in range(count)
+    ]  # fmt: skip
+
+
+def answers_its_line(result: dict[str, Any], prefix: str) -> bool:
+    n = result["custom_id"].removeprefix(prefix)
+    return f"def batch_{n}():" in result["response"]["body"]["generated_code"]
+
+
 def jsonl(lines: list[Any]) -> bytes:
     return "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines).encode()
 
@@ -285,11 +299,7 @@ def test_a_cached_answer_is_reused_and_costs_nothing(sdk: openai.OpenAI, server:
 
 
 def test_cancel_keeps_what_was_answered(sdk: openai.OpenAI) -> None:
-    lines = [
-        {"custom_id": f"g{n}", "method": "POST", "url": "/api/v1/codey/generate",
-         "body": {"prompt": f"a function named batch_{n} that returns {n}"}}
-        for n in range(LINES)
-    ]  # fmt: skip
+    lines = generate_lines("g")
     uploaded = sdk.files.create(file=("gen.jsonl", jsonl(lines)), purpose="batch")
     batch = sdk.batches.create(
         input_file_id=uploaded.id,
@@ -303,19 +313,13 @@ def test_cancel_keeps_what_was_answered(sdk: openai.OpenAI) -> None:
     assert batch.status == "cancelled" and batch.cancelled_at is not None
     answered = output(sdk, batch.output_file_id)
     assert 10 <= len(answered) == batch.request_counts.completed < LINES
-    for result in answered:
-        n = result["custom_id"].removeprefix("g")
-        assert f"def batch_{n}():" in result["response"]["body"]["generated_code"]
+    assert all(answers_its_line(r, "g") for r in answered)
 
 
 def test_a_job_past_its_window_expires_with_the_rest_in_its_error_file(
     sdk: openai.OpenAI, server: Server
 ) -> None:
-    lines = [
-        {"custom_id": f"e{n}", "method": "POST", "url": "/api/v1/codey/generate",
-         "body": {"prompt": f"a function named batch_{n} that returns {n}"}}
-        for n in range(LINES)
-    ]  # fmt: skip
+    lines = generate_lines("e")
     uploaded = sdk.files.create(file=("late.jsonl", jsonl(lines)), purpose="batch")
     batch = sdk.batches.create(
         input_file_id=uploaded.id,
@@ -364,11 +368,7 @@ def test_a_job_whose_key_was_removed_fails_and_says_why(tmp_path: Path) -> None:
 def test_killed_half_way_the_job_resumes_and_runs_each_line_once(
     tmp_path: Path,
 ) -> None:
-    lines = [
-        {"custom_id": f"g{n}", "method": "POST", "url": "/api/v1/codey/generate",
-         "body": {"prompt": f"a function named batch_{n} that returns {n}"}}
-        for n in range(LINES)
-    ]  # fmt: skip
+    lines = generate_lines("g")
     server = batch_server(tmp_path)
     try:
         sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
@@ -390,9 +390,7 @@ def test_killed_half_way_the_job_resumes_and_runs_each_line_once(
         assert batch.request_counts.completed == LINES and batch.request_counts.failed == 0
         results = output(sdk, batch.output_file_id)
         assert sorted(r["custom_id"] for r in results) == sorted(f"g{n}" for n in range(LINES))
-        for result in results:
-            n = result["custom_id"].removeprefix("g")
-            assert f"def batch_{n}():" in result["response"]["body"]["generated_code"]
+        assert all(answers_its_line(r, "g") for r in results)
     finally:
         server.stop()
     rows = ledger(server, "batch = 1")
@@ -470,13 +468,7 @@ def test_vertex_batch_prediction_through_the_job_client(server: Server) -> None:
 def test_the_cli_submits_waits_and_fetches_results(server: Server, tmp_path: Path) -> None:
     requests = tmp_path / "gen.jsonl"
     requests.write_bytes(
-        jsonl(
-            [
-                {"custom_id": f"cli{n}", "method": "POST", "url": "/api/v1/codey/generate",
-                 "body": {"prompt": f"a function named batch_{n} that returns {n}"}}
-                for n in range(12)
-            ]
-        )
+        jsonl(generate_lines("cli", 12))
     )  # fmt: skip
     url = ["--url", server.url]
     submitted = codey("batch", "submit", str(requests), "--endpoint", "/api/v1/codey/generate",
@@ -556,11 +548,7 @@ def test_a_wrong_method_is_told_every_method_of_the_path(server: Server) -> None
 
 def test_replicas_sharing_redis_share_jobs_and_one_resumes_the_others(tmp_path: Path) -> None:
     shared = {"CODEY_REDIS_URL": "redis://127.0.0.1:6379/0", "CODEY_BATCH__LEASE_SECONDS": "3"}
-    lines = [
-        {"custom_id": f"r{n}", "method": "POST", "url": "/api/v1/codey/generate",
-         "body": {"prompt": f"a function named batch_{n} that returns {n}"}}
-        for n in range(LINES)
-    ]  # fmt: skip
+    lines = generate_lines("r")
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     first = batch_server(tmp_path / "a", **shared)
     second = batch_server(tmp_path / "b", **shared)
@@ -581,9 +569,7 @@ def test_replicas_sharing_redis_share_jobs_and_one_resumes_the_others(tmp_path: 
         assert batch.request_counts.completed == LINES and batch.request_counts.failed == 0
         results = output(other, batch.output_file_id)
         assert sorted(r["custom_id"] for r in results) == sorted(f"r{n}" for n in range(LINES))
-        for result in results:
-            n = result["custom_id"].removeprefix("r")
-            assert f"def batch_{n}():" in result["response"]["body"]["generated_code"]
+        assert all(answers_its_line(r, "r") for r in results)
     finally:
         first.stop()
         second.stop()

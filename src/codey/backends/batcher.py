@@ -97,6 +97,9 @@ class Slot:
     kv: int = 0
     """Positions this sequence holds in the KV cache (prompt and fed answer tokens)."""
     session: str | None = None
+    background: bool = False
+    """Whether batch work used it last: batch work keeps to such slots where it can, so that
+    interactive prompts stay cached."""
     used: float = 0.0
     request: Request | None = None
     position: int = 0
@@ -302,6 +305,8 @@ class Batcher:
 
     def _slot_for(self, request: Request) -> Slot:
         idle = [s for s in self.slots if s.request is None]
+        if request.params.background:
+            idle = [s for s in idle if s.background or not s.prompt] or idle
         session = request.params.session
         if session is not None:
             for slot in idle:
@@ -366,6 +371,7 @@ class Batcher:
                 slot.prompt = tokens[:resume]
         slot.request, slot.answer, slot.feed, slot.lookup = request, None, None, None
         slot.session = request.params.session or slot.session
+        slot.background = request.params.background
         if branch == 0:
             self.stats.reused += keep
             self.stats.slot_hits += keep > 0

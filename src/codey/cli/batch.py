@@ -7,6 +7,8 @@ default), so a job submitted here is the same as one from the openai SDK.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,11 +32,19 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.
 FINISHED = ("completed", "failed", "cancelled", "expired")
 
 
-def _client(ctx: typer.Context, url: str | None, api_key: str | None) -> httpx.Client:
+@contextmanager
+def _server(
+    ctx: typer.Context, url: str | None, api_key: str | None, as_json: bool = False
+) -> Iterator[httpx.Client]:
+    """A client of the server's /v1; what goes wrong inside ends the command, said clearly."""
     settings: Settings = ctx.obj
     base = url or f"http://{settings.server.host}:{settings.server.port}"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    return httpx.Client(base_url=base.rstrip("/") + "/v1", headers=headers, timeout=60)
+    try:
+        with httpx.Client(base_url=base.rstrip("/") + "/v1", headers=headers, timeout=60) as c:
+            yield c
+    except CodeyError as exc:
+        raise fail(exc, as_json) from exc
 
 
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -70,17 +80,13 @@ def submit(
     as_json: JsonFlag = False,
 ) -> None:
     """Upload FILE and start a batch job on it; prints the job's id."""
-    try:
-        with _client(ctx, url, api_key) as client:
-            files = {"file": (file.name, file.read_bytes(), "application/jsonl")}
-            uploaded = _call(client, "POST", "/files", files=files, data={"purpose": "batch"})
-            body = {"input_file_id": uploaded.json()["id"], "endpoint": endpoint,
-                    "completion_window": "24h"}  # fmt: skip
-            job = _call(client, "POST", "/batches", json=body).json()
-            if wait:
-                job = _follow(client, job, quiet=as_json)
-    except CodeyError as exc:
-        raise fail(exc, as_json) from exc
+    with _server(ctx, url, api_key, as_json) as client:
+        files = {"file": (file.name, file.read_bytes(), "application/jsonl")}
+        uploaded = _call(client, "POST", "/files", files=files, data={"purpose": "batch"})
+        body = {"input_file_id": uploaded.json()["id"], "endpoint": endpoint}
+        job = _call(client, "POST", "/batches", json=body).json()
+        if wait:
+            job = _follow(client, job, quiet=as_json)
     _show(job, as_json)
 
 
@@ -93,13 +99,10 @@ def status(
     as_json: JsonFlag = False,
 ) -> None:
     """Where a job stands: its status and how many lines are done."""
-    try:
-        with _client(ctx, url, api_key) as client:
-            job = _call(client, "GET", f"/batches/{batch_id}").json()
-            if wait:
-                job = _follow(client, job, quiet=as_json)
-    except CodeyError as exc:
-        raise fail(exc, as_json) from exc
+    with _server(ctx, url, api_key, as_json) as client:
+        job = _call(client, "GET", f"/batches/{batch_id}").json()
+        if wait:
+            job = _follow(client, job, quiet=as_json)
     _show(job, as_json)
 
 
@@ -112,20 +115,17 @@ def results(
     api_key: ApiKey = None,
 ) -> None:
     """A finished job's output (or error) file, as JSONL."""
-    try:
-        with _client(ctx, url, api_key) as client:
-            job = _call(client, "GET", f"/batches/{batch_id}").json()
-            file_id = job["error_file_id" if errors_only else "output_file_id"]
-            if file_id is None:
-                if job["status"] not in FINISHED:
-                    raise InvalidRequest(
-                        f"The job is {job['status']}; its files are written when it ends.",
-                        hint=f"Wait with `codey batch status {batch_id} --wait`.",
-                    )
-                return
-            content = _call(client, "GET", f"/files/{file_id}/content").content
-    except CodeyError as exc:
-        raise fail(exc) from exc
+    with _server(ctx, url, api_key) as client:
+        job = _call(client, "GET", f"/batches/{batch_id}").json()
+        file_id = job["error_file_id" if errors_only else "output_file_id"]
+        if file_id is None:
+            if job["status"] not in FINISHED:
+                raise InvalidRequest(
+                    f"The job is {job['status']}; its files are written when it ends.",
+                    hint=f"Wait with `codey batch status {batch_id} --wait`.",
+                )
+            return
+        content = _call(client, "GET", f"/files/{file_id}/content").content
     if output is not None:
         output.write_bytes(content)
         errors.print(f"wrote {output}")
@@ -141,11 +141,8 @@ def cancel(
     as_json: JsonFlag = False,
 ) -> None:
     """Stop a job; what it answered so far stays in its output."""
-    try:
-        with _client(ctx, url, api_key) as client:
-            job = _call(client, "POST", f"/batches/{batch_id}/cancel").json()
-    except CodeyError as exc:
-        raise fail(exc, as_json) from exc
+    with _server(ctx, url, api_key, as_json) as client:
+        job = _call(client, "POST", f"/batches/{batch_id}/cancel").json()
     _show(job, as_json)
 
 
@@ -157,11 +154,8 @@ def list_jobs(
     as_json: JsonFlag = False,
 ) -> None:
     """The latest jobs, newest first."""
-    try:
-        with _client(ctx, url, api_key) as client:
-            jobs = _call(client, "GET", "/batches", params={"limit": limit}).json()["data"]
-    except CodeyError as exc:
-        raise fail(exc, as_json) from exc
+    with _server(ctx, url, api_key, as_json) as client:
+        jobs = _call(client, "GET", "/batches", params={"limit": limit}).json()["data"]
     if as_json:
         print_json(jobs)
         return

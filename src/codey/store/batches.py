@@ -53,6 +53,14 @@ class StoredFile:
     created_at: int
 
 
+def new_file(owner: str, purpose: str, filename: str, content: bytes) -> StoredFile:
+    """A new file's record: a new id, the content's size and SHA-256, the time now."""
+    digest = hashlib.sha256(content).hexdigest()
+    return StoredFile(
+        new_id("file"), owner, purpose, filename, len(content), digest, int(time.time())
+    )
+
+
 @dataclass
 class BatchJob:
     """One job as stored; `kind` says which API made it ("openai" or "vertex")."""
@@ -192,15 +200,7 @@ class SQLiteBatchStore(BatchStore):
         return await asyncio.to_thread(read)
 
     async def add_file(self, owner: str, purpose: str, filename: str, content: bytes) -> StoredFile:
-        stored = StoredFile(
-            new_id("file"),
-            owner,
-            purpose,
-            filename,
-            len(content),
-            hashlib.sha256(content).hexdigest(),
-            int(time.time()),
-        )
+        stored = new_file(owner, purpose, filename, content)
 
         def insert(conn: sqlite3.Connection) -> None:
             conn.execute(

@@ -16,7 +16,6 @@ without its row, or, the other way round, a row for a line another replica then 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import time
@@ -34,7 +33,7 @@ from codey.store.batches import (
     LineState,
     Status,
     StoredFile,
-    new_id,
+    new_file,
 )
 
 _CLAIM = """
@@ -88,15 +87,7 @@ class RedisBatchStore(BatchStore):
         return self._prefix + ":".join(parts)
 
     async def add_file(self, owner: str, purpose: str, filename: str, content: bytes) -> StoredFile:
-        stored = StoredFile(
-            new_id("file"),
-            owner,
-            purpose,
-            filename,
-            len(content),
-            hashlib.sha256(content).hexdigest(),
-            int(time.time()),
-        )
+        stored = new_file(owner, purpose, filename, content)
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.hset(
                 self._key("file", stored.id),

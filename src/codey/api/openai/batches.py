@@ -22,7 +22,7 @@ from codey.api.calls import principal
 from codey.api.errors import HttpError, error_body, invalid
 from codey.api.models import pick_model
 from codey.api.native.protocol import CompleteBody, GenerateBody
-from codey.api.openai.files import owned_file, store_of
+from codey.api.openai.files import owned_file, page, store_of
 from codey.api.openai.protocol import ChatCompletionRequest, CompletionRequest
 from codey.config import Settings
 from codey.errors import InvalidRequest, NotFound
@@ -185,14 +185,7 @@ async def list_batches(
     store = store_of(request)
     jobs = await store.jobs(None if who.admin else who.name, "openai", limit + 1, after)
     counts = await store.counts([j.id for j in jobs[:limit]])
-    data = [batch_object(j, counts[j.id]) for j in jobs[:limit]]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": len(jobs) > limit,
-    }
+    return page([batch_object(j, counts[j.id]) for j in jobs[:limit]], len(jobs) > limit)
 
 
 async def _owned(request: Request, who: Principal, batch_id: str) -> BatchJob:

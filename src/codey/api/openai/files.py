@@ -41,6 +41,17 @@ def file_object(f: StoredFile) -> dict[str, Any]:
     }
 
 
+def page(data: list[dict[str, Any]], has_more: bool = False) -> dict[str, Any]:
+    """A list in OpenAI's paged shape."""
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
 async def owned_file(request: Request, who: Principal, file_id: str) -> StoredFile:
     """The caller's file by id, or 404 (another caller's file is not there for them)."""
     found = await store_of(request).file(file_id)
@@ -80,13 +91,7 @@ async def list_files(
     files = [file_object(f) for f in await store_of(request).files(owner, purpose, limit)]
     if order == "asc":
         files.reverse()
-    return {
-        "object": "list",
-        "data": files,
-        "first_id": files[0]["id"] if files else None,
-        "last_id": files[-1]["id"] if files else None,
-        "has_more": False,
-    }
+    return page(files)
 
 
 @router.get("/files/{file_id}")
