@@ -414,19 +414,7 @@ def test_vertex_batch_prediction_through_the_job_client(server: Server) -> None:
     (folder / "in" / "prompts.jsonl").write_bytes(jsonl([*instances, "[1, 2]"]))
     parent = "projects/demo/locations/us-central1"
     job = client.create_batch_prediction_job(
-        parent=parent,
-        batch_prediction_job=BatchPredictionJob(
-            display_name="docstrings",
-            model="publishers/google/models/code-bison",
-            input_config=BatchPredictionJob.InputConfig(
-                instances_format="jsonl", gcs_source=GcsSource(uris=["in/prompts.jsonl"])
-            ),
-            output_config=BatchPredictionJob.OutputConfig(
-                predictions_format="jsonl",
-                gcs_destination=GcsDestination(output_uri_prefix="out"),
-            ),
-            model_parameters=json_format.ParseDict({"temperature": 0}, struct_pb2.Value()),
-        ),
+        parent=parent, batch_prediction_job=prediction_job("in/prompts.jsonl", temperature=0)
     )
     assert job.name.startswith(f"{parent}/batchPredictionJobs/")
     assert job.display_name == "docstrings"
@@ -448,21 +436,30 @@ def test_vertex_batch_prediction_through_the_job_client(server: Server) -> None:
         assert f"def batch_{n}():" in result["predictions"][0]["content"]
     assert "not a JSON object" in results[5]["status"] and "predictions" not in results[5]
 
-    with pytest.raises(google_errors.BadRequest, match="outside"):
+    for uri in ("../../etc/passwd", "/etc/passwd"):
+        with pytest.raises(google_errors.BadRequest, match="outside"):
+            client.create_batch_prediction_job(
+                parent=parent, batch_prediction_job=prediction_job(uri)
+            )
+    with pytest.raises(google_errors.BadRequest, match="no bucket"):
         client.create_batch_prediction_job(
-            parent=parent,
-            batch_prediction_job=BatchPredictionJob(
-                display_name="escape",
-                model="publishers/google/models/code-bison",
-                input_config=BatchPredictionJob.InputConfig(
-                    instances_format="jsonl", gcs_source=GcsSource(uris=["../../etc/passwd"])
-                ),
-                output_config=BatchPredictionJob.OutputConfig(
-                    predictions_format="jsonl",
-                    gcs_destination=GcsDestination(output_uri_prefix="out"),
-                ),
-            ),
+            parent=parent, batch_prediction_job=prediction_job("gs://team/prompts.jsonl")
         )
+
+
+def prediction_job(uri: str, **parameters: Any) -> BatchPredictionJob:
+    """A code-bison job on one input file, its output under out/."""
+    return BatchPredictionJob(
+        display_name="docstrings",
+        model="publishers/google/models/code-bison",
+        input_config=BatchPredictionJob.InputConfig(
+            instances_format="jsonl", gcs_source=GcsSource(uris=[uri])
+        ),
+        output_config=BatchPredictionJob.OutputConfig(
+            predictions_format="jsonl", gcs_destination=GcsDestination(output_uri_prefix="out")
+        ),
+        model_parameters=json_format.ParseDict(parameters, struct_pb2.Value()),
+    )
 
 
 def test_the_cli_submits_waits_and_fetches_results(server: Server, tmp_path: Path) -> None:
