@@ -4,8 +4,8 @@ resumes a job whose replica died.
 Keys (under `codey:batch:`): `file:{id}` (a hash: meta, content), `files` (ids by upload),
 `job:{id}` (the job as JSON), `jobs` (ids by creation), `active` (ids with work left),
 `lines:{id}` (line number -> the line as JSON), `pending:{id}` (numbers of pending lines),
-`lease:{id}:{n}` (the replica running line n, for `lease_seconds`), `finish:{id}` (the
-replica writing the output).
+`counts:{id}` (settled lines by state), `lease:{id}:{n}` (the replica running line n, for
+`lease_seconds`), `finish:{id}` (the replica writing the output).
 
 A replica claims a line with a lease; a line whose replica died is claimed again once its
 lease runs out. Settling is one script that writes only a line still pending, so each line
@@ -59,6 +59,7 @@ line.attempts = line.attempts + 1
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(line))
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[3])
+redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
 return 1
 """
 _RETRY = """
@@ -164,11 +165,11 @@ class RedisBatchStore(BatchStore):
     async def counts(self, batch_ids: list[str]) -> dict[str, Counts]:
         found = {}
         for batch_id in batch_ids:
-            states = [
-                json.loads(raw)["state"]
-                for raw in await self._client.hvals(self._key("lines", batch_id))
-            ]
-            found[batch_id] = Counts(len(states), states.count("done"), states.count("failed"))
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hlen(self._key("lines", batch_id))
+                pipe.hmget(self._key("counts", batch_id), ["done", "failed"])
+                total, (done, failed) = await pipe.execute()
+            found[batch_id] = Counts(int(total), int(done or 0), int(failed or 0))
         return found
 
     async def claim(self, batch_id: str, limit: int, skip: set[int]) -> list[Line]:
@@ -211,6 +212,7 @@ class RedisBatchStore(BatchStore):
                 self._key("lines", line.batch_id),
                 self._key("pending", line.batch_id),
                 self._key("lease", line.batch_id, str(line.line)),
+                self._key("counts", line.batch_id),
             ],
             args=[str(line.line), state, str(status), json.dumps(result)],
         )
