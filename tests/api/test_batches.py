@@ -166,6 +166,11 @@ def test_200_lines_through_the_openai_sdk_at_batch_prices(
         assert row["cost_usd"] == pytest.approx(expected) and row["cost_usd"] > 0
     usage = httpx.get(f"{server.url}/api/v1/codey/usage").json()["services"]["chat"]
     assert usage["batch"]["requests"] == LINES and usage["batch"]["remaining"] == 10_000 - LINES
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert (
+        f'codey_batch_lines_total{{cache="miss",service="chat",status="200"}} {LINES}.0' in metrics
+    )
+    assert 'codey_requests_total{cache="miss",dialect="openai",service="chat"' not in metrics
     assert usage["requests"] == 0 and usage["remaining"] == 1000  # interactive quota untouched
 
 

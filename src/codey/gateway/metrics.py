@@ -25,6 +25,12 @@ class Metrics:
             ["service", "dialect", "status", "cache"],
             registry=r,
         )
+        self.batch_lines = Counter(
+            "codey_batch_lines",
+            "Batch job lines by service, HTTP status and cache result (apart from requests).",
+            ["service", "status", "cache"],
+            registry=r,
+        )
         self.latency = Histogram(
             "codey_request_duration_seconds",
             "Time from arrival to answer.",
@@ -115,9 +121,14 @@ class Metrics:
             self.registry.register(_BatchingCollector(batching))
 
     def observe(self, row: LedgerRow, kind: str | None = None) -> None:
+        """A request's ledger row in the metrics; a batch line's apart from the requests, and
+        without its latency (it waits behind interactive requests by design)."""
         cache = "hit" if row.cached else "miss"
-        self.requests.labels(row.service, row.dialect, str(row.status), cache).inc()
-        self.latency.labels(row.service).observe(row.latency_ms / 1000)
+        if row.batch:
+            self.batch_lines.labels(row.service, str(row.status), cache).inc()
+        else:
+            self.requests.labels(row.service, row.dialect, str(row.status), cache).inc()
+            self.latency.labels(row.service).observe(row.latency_ms / 1000)
         self.prompt_tokens.labels(row.service).inc(row.prompt_tokens)
         self.completion_tokens.labels(row.service).inc(row.completion_tokens)
         self.cost.labels(row.service).inc(row.cost_usd)
