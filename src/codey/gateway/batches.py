@@ -119,14 +119,16 @@ class BatchRunner:
             n for (batch_id, n), t in self._not_before.items() if batch_id == job.id and t > now
         }
         room = self.settings.concurrency - len(self._running)
-        lines = await self.store.claim(job.id, max(room, 1), mine | later)
+        if room <= 0:
+            return  # lines are running, so this job is not done: its turn comes again
+        lines = await self.store.claim(job.id, room, mine | later)
         if not lines and not mine and not later:
             if (await self.store.counts([job.id]))[job.id].pending:
                 return  # lines another runner holds: theirs, or free once their lease ends
             await self.store.set_status(job, "finalizing")
             await self._finish(job, "completed")
             return
-        for line in lines[: max(room, 0)]:
+        for line in lines:
             key = (job.id, line.line)
             self._running[key] = asyncio.create_task(self._run_line(job, line))
             self._running[key].add_done_callback(functools.partial(self._done, key))
@@ -162,6 +164,10 @@ class BatchRunner:
             call = self.kinds[job.kind].call(job, line, principal)
         except CodeyError as exc:  # malformed: this line fails, not the job
             await self.store.settle(line, "failed", exc.status, refused(_said(exc)))
+            return
+        except Exception:  # a bug here must fail the line, not bring it back again and again
+            log.exception("batch %s line %d could not be read", job.id, line.line)
+            await self.store.settle(line, "failed", 500, refused("codey failed on this line."))
             return
         try:
             await self.gateway.serve(call, lambda s, a, e: self._settle(line, s, a, e))
