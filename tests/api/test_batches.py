@@ -581,3 +581,25 @@ def test_replicas_sharing_redis_share_jobs_and_one_resumes_the_others(tmp_path: 
     # second write: a replica killed between the two may leave a line with a row too few or,
     # run again by the other, one too many; at most the lines it had in flight.
     assert abs(sum(answered_by) - LINES) <= 8, answered_by
+
+
+def test_a_replica_with_its_hands_full_takes_no_line_it_cannot_run(tmp_path: Path) -> None:
+    # Shared mode, long leases: a line taken and left would wait out its lease (600 s).
+    server = batch_server(
+        tmp_path, CODEY_REDIS_URL="redis://127.0.0.1:6379/0", CODEY_BATCH__CONCURRENCY="2"
+    )
+    try:
+        sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        uploaded = sdk.files.create(
+            file=("few.jsonl", jsonl(generate_lines("h", 30))), purpose="batch"
+        )
+        batch = sdk.batches.create(
+            input_file_id=uploaded.id,
+            endpoint="/api/v1/codey/generate",  # type: ignore[arg-type]
+            completion_window="24h",
+        )
+        batch = wait_for(sdk, batch.id, finished, timeout=60)
+        assert batch.request_counts.completed == 30
+        assert all(answers_its_line(r, "h") for r in output(sdk, batch.output_file_id))
+    finally:
+        server.stop()
