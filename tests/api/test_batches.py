@@ -546,6 +546,10 @@ def test_a_wrong_method_is_told_every_method_of_the_path(server: Server) -> None
     response = httpx.put(f"{server.url}/v1/batches")
     assert response.status_code == 405
     assert {"GET", "POST"} <= set(response.headers["allow"].split(", "))
+    # the most specific template answers: `{job_id}:cancel`, not `{job_id}`
+    path = "/v1/projects/p/locations/l/batchPredictionJobs/1:cancel"
+    cancel = httpx.request("OPTIONS", server.url + path)
+    assert cancel.status_code == 405 and cancel.headers["allow"] == "POST"
 
 
 def test_replicas_sharing_redis_share_jobs_and_one_resumes_the_others(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,14 +49,19 @@ _HTTP_KINDS = {
 
 
 def _allowed(app: FastAPI, path: str) -> list[str]:
-    """The methods of every route that serves `path`."""
-    methods: set[str] = set()
+    """The methods of the routes that serve `path` by the most specific template (the one
+    with the most literal characters: `/jobs/{id}:cancel` rather than `/jobs/{id}`)."""
+    matching: dict[str, set[str]] = {}
     for context in iter_route_contexts(app.routes):
-        route = context.original_route
-        served = context.path_format and compile_path(context.path_format)[0].match(path)
+        route, template = context.original_route, context.path_format or ""
+        served = template and compile_path(template)[0].match(path)
         if isinstance(route, Route) and route.methods and served:
-            methods |= route.methods
-    return sorted(methods)
+            matching.setdefault(template, set()).update(route.methods)
+    if not matching:
+        return []
+    literal = {t: len(re.sub(r"{[^}]*}", "", t)) for t in matching}
+    best = max(literal.values())
+    return sorted(set().union(*(m for t, m in matching.items() if literal[t] == best)))
 
 
 def create_app(
