@@ -16,12 +16,19 @@ from codey.errors import Cancelled
 from codey.gateway.auth import Principal, key_from_headers
 from codey.gateway.job import Job
 from codey.gateway.pipeline import Call, Gateway
+from codey.store.batches import BatchStore
 
 T = TypeVar("T")
 
 
 def gateway_of(request: Request) -> Gateway:
     return request.app.state.gateway
+
+
+def batches_of(request: Request) -> BatchStore:
+    """Where batch jobs and their files are kept."""
+    store: BatchStore = request.app.state.runtime.batches
+    return store
 
 
 async def principal(request: Request) -> Principal:

@@ -18,11 +18,11 @@ from typing import Annotated, Any, Literal, get_args
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from codey.api.calls import principal
+from codey.api.calls import batches_of, principal
 from codey.api.errors import HttpError, error_body, invalid
 from codey.api.models import pick_model
 from codey.api.native.protocol import CompleteBody, GenerateBody
-from codey.api.openai.files import owned_file, page, store_of
+from codey.api.openai.files import owned_file, page
 from codey.api.openai.protocol import ChatCompletionRequest, CompletionRequest
 from codey.config import Settings
 from codey.errors import InvalidRequest, NotFound
@@ -96,7 +96,7 @@ async def create_batch(body: BatchCreate, request: Request, who: Caller) -> dict
         raise InvalidRequest(
             f"The file {source.id} was uploaded for {source.purpose!r}, not for 'batch'."
         )
-    store = store_of(request)
+    store = batches_of(request)
     settings: Settings = request.app.state.runtime.settings
     content = await store.content(source.id)
     lines = await asyncio.to_thread(read_lines, content, settings.batch.max_lines)
@@ -160,14 +160,14 @@ def _custom_id(line: str) -> str | None:
 @router.get("/batches/{batch_id}")
 async def retrieve_batch(batch_id: str, request: Request, who: Caller) -> dict[str, Any]:
     job = await _owned(request, who, batch_id)
-    return batch_object(job, (await store_of(request).counts([job.id]))[job.id])
+    return batch_object(job, (await batches_of(request).counts([job.id]))[job.id])
 
 
 @router.post("/batches/{batch_id}/cancel")
 async def cancel_batch(batch_id: str, request: Request, who: Caller) -> dict[str, Any]:
     """Stop a job: lines in flight are dropped, answered ones stay in its output."""
     await _owned(request, who, batch_id)
-    store = store_of(request)
+    store = batches_of(request)
     job = await store.cancel(batch_id)
     request.app.state.batch_runner.wake()
     assert job is not None  # owned a moment ago; jobs are never deleted
@@ -182,14 +182,14 @@ async def list_batches(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
     """The caller's jobs, newest first; `after` pages on."""
-    store = store_of(request)
+    store = batches_of(request)
     jobs = await store.jobs(None if who.admin else who.name, "openai", limit + 1, after)
     counts = await store.counts([j.id for j in jobs[:limit]])
     return page([batch_object(j, counts[j.id]) for j in jobs[:limit]], len(jobs) > limit)
 
 
 async def _owned(request: Request, who: Principal, batch_id: str) -> BatchJob:
-    job = await store_of(request).get(batch_id)
+    job = await batches_of(request).get(batch_id)
     if job is None or job.kind != "openai" or not (who.admin or job.owner == who.name):
         raise NotFound(f"No such batch: {batch_id!r}.")
     return job

@@ -11,20 +11,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
-from codey.api.calls import principal
+from codey.api.calls import batches_of, principal
 from codey.api.limits import FileTooLarge
 from codey.errors import NotFound
 from codey.gateway.auth import Principal
-from codey.store.batches import BatchStore, StoredFile
+from codey.store.batches import StoredFile
 
 router = APIRouter(prefix="/v1", tags=["openai batch"])
 Caller = Annotated[Principal, Depends(principal)]
 PURPOSES = ("batch", "batch_output")
 """What a file may be uploaded for here, and what the batch runner writes."""
-
-
-def store_of(request: Request) -> BatchStore:
-    return request.app.state.runtime.batches
 
 
 def file_object(f: StoredFile) -> dict[str, Any]:
@@ -54,7 +50,7 @@ def page(data: list[dict[str, Any]], has_more: bool = False) -> dict[str, Any]:
 
 async def owned_file(request: Request, who: Principal, file_id: str) -> StoredFile:
     """The caller's file by id, or 404 (another caller's file is not there for them)."""
-    found = await store_of(request).file(file_id)
+    found = await batches_of(request).file(file_id)
     if found is None or not (who.admin or found.owner == who.name):
         raise NotFound(f"No such file: {file_id!r}.", hint="List your files with GET /v1/files.")
     return found
@@ -72,7 +68,7 @@ async def upload(
     content = await file.read(limit + 1)
     if len(content) > limit:
         raise FileTooLarge(limit)
-    stored = await store_of(request).add_file(
+    stored = await batches_of(request).add_file(
         who.name, purpose, file.filename or "upload.jsonl", content
     )
     return file_object(stored)
@@ -88,7 +84,7 @@ async def list_files(
 ) -> dict[str, Any]:
     """The caller's files, newest first."""
     owner = None if who.admin else who.name
-    files = [file_object(f) for f in await store_of(request).files(owner, purpose, limit)]
+    files = [file_object(f) for f in await batches_of(request).files(owner, purpose, limit)]
     if order == "asc":
         files.reverse()
     return page(files)
@@ -103,12 +99,12 @@ async def get_file(file_id: str, request: Request, who: Caller) -> dict[str, Any
 async def file_content(file_id: str, request: Request, who: Caller) -> Response:
     """The file's bytes: a job's input, output or errors, as JSONL."""
     await owned_file(request, who, file_id)
-    content = await store_of(request).content(file_id)
+    content = await batches_of(request).content(file_id)
     return Response(content, media_type="application/jsonl")
 
 
 @router.delete("/files/{file_id}")
 async def delete_file(file_id: str, request: Request, who: Caller) -> dict[str, Any]:
     await owned_file(request, who, file_id)
-    await store_of(request).delete_file(file_id)
+    await batches_of(request).delete_file(file_id)
     return {"id": file_id, "object": "file", "deleted": True}

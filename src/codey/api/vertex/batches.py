@@ -22,10 +22,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from codey.api.calls import principal
+from codey.api.calls import batches_of, principal
 from codey.api.errors import invalid
 from codey.api.models import pick_model
-from codey.api.openai.files import store_of
 from codey.api.vertex.protocol import JOBS, Parameters, PredictRequest, family_of
 from codey.config import Settings
 from codey.errors import InvalidRequest, NotFound
@@ -119,7 +118,7 @@ async def create_job(
         model=model,
         options=body.model_dump(by_alias=True),
     )
-    store = store_of(request)
+    store = batches_of(request)
     await store.create(job, [Line(job.id, n, None, text) for n, text in enumerate(instances)])
     request.app.state.batch_runner.wake()
     return job_object(job, Counts(len(instances), 0, 0))
@@ -144,7 +143,7 @@ async def get_job(
     project: str, location: str, job_id: str, request: Request, who: Caller
 ) -> dict[str, Any]:
     job = await _owned(request, who, project, location, job_id)
-    return job_object(job, (await store_of(request).counts([job.id]))[job.id])
+    return job_object(job, (await batches_of(request).counts([job.id]))[job.id])
 
 
 @router.get(_JOBS_PATH)
@@ -155,7 +154,7 @@ async def list_jobs(
     who: Caller,
     page_size: Annotated[int, Query(alias="pageSize", ge=0, le=1000)] = 100,
 ) -> dict[str, Any]:
-    store = store_of(request)
+    store = batches_of(request)
     jobs = await store.jobs(None if who.admin else who.name, "vertex", page_size or 100)
     endpoint = f"projects/{project}/locations/{location}"
     jobs = [j for j in jobs if j.endpoint == endpoint]
@@ -169,7 +168,7 @@ async def cancel_job(
 ) -> dict[str, Any]:
     """Stop a job; what it answered so far is written out."""
     await _owned(request, who, project, location, job_id)
-    await store_of(request).cancel(job_id)
+    await batches_of(request).cancel(job_id)
     request.app.state.batch_runner.wake()
     return {}
 
@@ -177,7 +176,7 @@ async def cancel_job(
 async def _owned(
     request: Request, who: Principal, project: str, location: str, job_id: str
 ) -> BatchJob:
-    job = await store_of(request).get(job_id)
+    job = await batches_of(request).get(job_id)
     endpoint = f"projects/{project}/locations/{location}"
     if job is None or job.kind != "vertex" or job.endpoint != endpoint:
         raise NotFound(f"No batch prediction job {job_id}.")
