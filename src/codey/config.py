@@ -334,6 +334,10 @@ class BatchQuota(_Section):
     chat: int | None = Field(default=10_000, ge=0)
     completion: int | None = Field(default=10_000, ge=0)
 
+    def for_service(self, service: Service) -> int | None:
+        quota: int | None = getattr(self, service)
+        return quota
+
 
 class BatchSettings(_Section):
     """Batch jobs: many requests in a file, run behind interactive traffic at batch prices."""

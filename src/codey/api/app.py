@@ -19,7 +19,7 @@ from starlette.routing import Route, compile_path
 
 from codey import __version__
 from codey.api import health, observability, openapi
-from codey.api.errors import HttpError, dialect_of, from_codey, from_validation, render
+from codey.api.errors import HttpError, dialect_of, from_codey, from_http, from_validation, render
 from codey.api.limits import BodyLimit
 from codey.api.llamacpp.router import router as llamacpp_router
 from codey.api.models import served_names
@@ -39,13 +39,6 @@ from codey.gateway.clock import Clock
 from codey.runtime import Runtime
 
 log = logging.getLogger("codey.api")
-
-_HTTP_KINDS = {
-    400: "invalid_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "body_too_large",
-}
 
 
 def _allowed(app: FastAPI, path: str) -> list[str]:
@@ -133,9 +126,7 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        kind = _HTTP_KINDS.get(exc.status_code, "http_error")
-        error = HttpError(exc.status_code, kind, str(exc.detail))
-        response = render(error, dialect_of(request.url.path))
+        response = render(from_http(exc.status_code, str(exc.detail)), dialect_of(request.url.path))
         response.headers.update(exc.headers or {})
         if exc.status_code == 405:  # every method of the path, not only its first route's
             response.headers["Allow"] = ", ".join(_allowed(app, request.url.path))

@@ -41,6 +41,19 @@ _OPENAI_TYPE = {
 }  # fmt: skip
 
 
+HTTP_KINDS = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
+"""Short names of the errors Starlette raises itself, by status."""
+
+
+def from_http(status: int, message: str) -> HttpError:
+    return HttpError(status, HTTP_KINDS.get(status, "http_error"), message)
+
+
 def from_codey(error: errors.CodeyError, retry_after: int) -> HttpError:
     message = f"{error.message} {error.hint}" if error.hint else error.message
     wait = None

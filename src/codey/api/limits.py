@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from codey.api.errors import HttpError, dialect_of, render
+from codey.api.errors import dialect_of, from_http, render
 
 
 class BodyTooLarge(HTTPException):
@@ -24,6 +24,11 @@ MULTIPART_ROOM = 65536
 """What a multipart upload may carry besides its file: part headers and form fields."""
 
 
+def _too_large(limit: int, file_limit: int | None) -> HTTPException:
+    """The refusal of a body over `limit`: the file's own limit, where the path takes one."""
+    return BodyTooLarge(limit) if file_limit is None else FileTooLarge(file_limit)
+
+
 class BodyLimit:
     """ASGI middleware: checks Content-Length up front and counts chunked bodies as they come."""
 
@@ -40,11 +45,10 @@ class BodyLimit:
             return
         file_limit = self.uploads.get(scope["path"])
         limit = self.max_bytes if file_limit is None else file_limit + MULTIPART_ROOM
-        too_large = BodyTooLarge(limit) if file_limit is None else FileTooLarge(file_limit)
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                kind = "body_too_large" if file_limit is None else "invalid_request"
-                error = HttpError(too_large.status_code, kind, too_large.detail)
+                refusal = _too_large(limit, file_limit)
+                error = from_http(refusal.status_code, refusal.detail)
                 await render(error, dialect_of(scope["path"]))(scope, receive, send)
                 return
         received = 0
@@ -55,7 +59,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise too_large
+                    raise _too_large(limit, file_limit)
             return message
 
         await self.app(scope, counting_receive, send)

@@ -73,7 +73,7 @@ async def _rows(settings: Settings, days: int, principal: str | None) -> list[di
         for row in rows:
             service = row["service"]
             row["quota"] = (
-                getattr(settings.batch.requests_per_day, service)
+                settings.batch.requests_per_day.for_service(service)
                 if row["batch"]
                 else settings.limits.for_service(service).requests_per_day
             )

@@ -198,8 +198,7 @@ class Gateway:
         return f"{principal}|{service}|batch|{day}" if batch else f"{principal}|{service}|{day}"
 
     def batch_quota(self, service: Service) -> int | None:
-        quota: int | None = getattr(self.settings.batch.requests_per_day, service)
-        return quota
+        return self.settings.batch.requests_per_day.for_service(service)
 
     async def admit(self, call: Call, closing: Closing | None = None) -> Ticket:
         """Check the daily quota and budgets, then take a per-minute slot; a refusal is

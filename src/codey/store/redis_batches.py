@@ -163,14 +163,17 @@ class RedisBatchStore(BatchStore):
         return sorted(jobs, key=lambda j: (j.created_at, j.id))
 
     async def counts(self, batch_ids: list[str]) -> dict[str, Counts]:
-        found = {}
-        for batch_id in batch_ids:
-            async with self._client.pipeline(transaction=True) as pipe:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for batch_id in batch_ids:
                 pipe.hlen(self._key("lines", batch_id))
                 pipe.hmget(self._key("counts", batch_id), ["done", "failed"])
-                total, (done, failed) = await pipe.execute()
-            found[batch_id] = Counts(int(total), int(done or 0), int(failed or 0))
-        return found
+            replies = await pipe.execute()  # one round trip for every job
+        return {
+            batch_id: Counts(int(total), int(done or 0), int(failed or 0))
+            for batch_id, total, (done, failed) in zip(
+                batch_ids, replies[::2], replies[1::2], strict=True
+            )
+        }
 
     async def claim(self, batch_id: str, limit: int, skip: set[int]) -> list[Line]:
         keys = [

@@ -178,9 +178,11 @@ async def _owned(
 ) -> BatchJob:
     job = await batches_of(request).get(job_id)
     endpoint = f"projects/{project}/locations/{location}"
-    if job is None or job.kind != "vertex" or job.endpoint != endpoint:
-        raise NotFound(f"No batch prediction job {job_id}.")
-    if not (who.admin or job.owner == who.name):
+    if (
+        job is None
+        or (job.kind, job.endpoint) != ("vertex", endpoint)
+        or not (who.admin or job.owner == who.name)
+    ):
         raise NotFound(f"No batch prediction job {job_id}.")
     return job
 
