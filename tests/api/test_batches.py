@@ -348,14 +348,17 @@ def test_a_job_whose_key_was_removed_fails_and_says_why(tmp_path: Path) -> None:
     server = batch_server(tmp_path, keys)
     try:
         sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
-        lines = [chat_line(n) for n in range(LINES)]
-        uploaded = sdk.files.create(file=("q.jsonl", jsonl(lines)), purpose="batch")
+        uploaded = sdk.files.create(file=("q.jsonl", jsonl(generate_lines("k"))), purpose="batch")
         batch = sdk.batches.create(
-            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+            input_file_id=uploaded.id,
+            endpoint="/api/v1/codey/generate",  # type: ignore[arg-type]
+            completion_window="24h",
         )
         wait_for(sdk, batch.id, lambda b: b.request_counts.completed >= 5)
     finally:
-        server.stop()
+        # Killed, so that the lines left stay left: a graceful stop under load could take
+        # long enough for the runner to answer them all.
+        server.stop(signal.SIGKILL)
     server = batch_server(tmp_path)  # the same database, the key gone from the config
     try:
         sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
