@@ -3,6 +3,7 @@ for it; `fake_runtime` runs the services on the scripted fake (tests/fake_script
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -11,15 +12,18 @@ import pytest
 
 from codey.backends.llamacpp import LlamaCppBackend
 from codey.config import Settings, load_settings
+from codey.provision.catalogue import SMALL
 from codey.runtime import Runtime
 from tests.fake_script import CONTEXT_LENGTH, write_script
 
 
 @pytest.fixture(scope="session")
 def model_settings_env() -> dict[str, str]:
-    """Environment for subprocesses: the shared model cache, small context for speed."""
+    """Environment for subprocesses: the shared model cache, the 0.5B for every service and a
+    small context, for speed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODEY_")}
     env["CODEY_MODEL__CONTEXT_LENGTH"] = "4096"
+    env["CODEY_MODEL__AVAILABLE"] = json.dumps([SMALL.name])
     return env
 
 
@@ -27,7 +31,7 @@ def model_settings_env() -> dict[str, str]:
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     db = tmp_path_factory.mktemp("store") / "codey.db"
     return load_settings(
-        model={"context_length": 4096},
+        model={"context_length": 4096, "available": [SMALL.name]},
         store={"sqlite_path": db},
     )
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -43,14 +44,51 @@ def test_a_missing_config_file_says_so(tmp_path: Path) -> None:
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
-def test_without_models_every_service_runs_on_the_embedded_model() -> None:
+SMALL, LARGE = "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"
+
+
+def test_without_models_each_service_runs_on_the_registry_model_measured_best_for_it() -> None:
     settings = load_settings()
-    assert list(settings.models) == ["qwen2.5-coder-0.5b-instruct"]
-    (deployment,) = settings.models["qwen2.5-coder-0.5b-instruct"].deployments
-    assert deployment.backend == "llamacpp" and deployment.name == "embedded"
-    assert {settings.model_for(s) for s in ("generation", "chat", "completion")} == {
-        "qwen2.5-coder-0.5b-instruct"
+    assert {s: settings.model_for(s) for s in ("generation", "chat", "completion")} == {
+        "generation": LARGE,
+        "chat": SMALL,
+        "completion": LARGE,
     }
+    assert list(settings.models) == [LARGE, SMALL]
+    for name, route in settings.models.items():
+        (deployment,) = route.deployments
+        assert (deployment.backend, deployment.model_id, deployment.name) == (
+            "llamacpp",
+            name,
+            name,
+        )
+
+
+def test_a_small_machine_keeps_every_service_on_the_small_model() -> None:
+    settings = load_settings(model={"available": [SMALL]})
+    assert list(settings.models) == [SMALL]
+    assert {settings.model_for(s) for s in ("generation", "chat", "completion")} == {SMALL}
+
+
+def test_a_service_named_model_is_loaded_even_when_not_listed() -> None:
+    settings = load_settings(model={"available": [SMALL]}, chat={"model": LARGE})
+    assert list(settings.models) == [SMALL, LARGE]
+    assert settings.model_for("chat") == LARGE
+
+
+def test_a_configured_file_serves_every_service() -> None:
+    settings = load_settings(model={"path": "/models/mine.gguf"})
+    assert list(settings.models) == ["mine"]
+    assert settings.models["mine"].deployments[0].name == "embedded"
+    assert {settings.model_for(s) for s in ("generation", "chat", "completion")} == {"mine"}
+
+
+def test_unknown_registry_models_are_refused_with_the_names() -> None:
+    with pytest.raises(ValueError, match=r"model\.available must list registry models"):
+        load_settings(model={"available": ["gpt-5"]})
+    deployment = {"backend": "llamacpp", "model_id": "gpt-5"}
+    with pytest.raises(ValueError, match=re.escape(f"no registry model; use one of {SMALL}")):
+        load_settings(models={"m": {"deployments": [deployment]}})
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.stem)

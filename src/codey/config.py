@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from codey.errors import ConfigError
+from codey.provision.catalogue import CATALOGUE, LARGE, SMALL
 
 
 class _Section(BaseModel):
@@ -30,14 +31,20 @@ class ModelSettings(_Section):
     """Which GGUF file the embedded engine runs, and how."""
 
     path: Path | None = Field(
-        default=None, description="Any GGUF file; unset means the embedded Qwen2.5-Coder model."
+        default=None, description="Any GGUF file; unset means the registry models below."
+    )
+    available: list[str] = Field(
+        default_factory=lambda: [LARGE.name, SMALL.name],
+        description="Registry models the services may run on when `models` is unset: each "
+        "service takes the first model of its preference that is listed here (see "
+        "`codey model list`). Only the 0.5B keeps a small machine to about 1 GB.",
     )
     sha256: str | None = Field(
         default=None, description="Expected SHA-256 of `path`; checked before first use if set."
     )
     cache_dir: Path = Field(
         default_factory=lambda: platformdirs.user_cache_path("codey") / "models",
-        description="Where the embedded model is assembled.",
+        description="Where registry models are assembled.",
     )
     context_length: int = Field(default=8192, ge=512, le=32768, description="Engine n_ctx.")
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
@@ -105,16 +112,28 @@ class SamplingDefaults(_Section):
 
 
 class GenerationSettings(SamplingDefaults):
-    model: str | None = Field(default=None, description="Model name; unset means the default.")
+    model: str | None = Field(
+        default=None,
+        description="Model name; unset means the registry model measured best for this "
+        "service among model.available, or the first of `models`.",
+    )
     max_tokens: int = Field(default=2048, ge=1)
 
 
 class ChatSettings(SamplingDefaults):
-    model: str | None = Field(default=None, description="Model name; unset means the default.")
+    model: str | None = Field(
+        default=None,
+        description="Model name; unset means the registry model measured best for this "
+        "service among model.available, or the first of `models`.",
+    )
 
 
 class CompletionSettings(SamplingDefaults):
-    model: str | None = Field(default=None, description="Model name; unset means the default.")
+    model: str | None = Field(
+        default=None,
+        description="Model name; unset means the registry model measured best for this "
+        "service among model.available, or the first of `models`.",
+    )
     max_tokens: int = Field(default=64, ge=1, le=512)
     temperature: float = Field(
         default=0.0, ge=0.0, le=2.0, description="Greedy: suggestions are the likeliest code."
@@ -150,7 +169,14 @@ class ServerSettings(_Section):
     )
 
 
-EMBEDDED_MODEL = "qwen2.5-coder-0.5b-instruct"
+EMBEDDED_MODEL = SMALL.name
+PREFERENCE: dict[str, tuple[str, ...]] = {
+    # measured on 2 cores (docs/benchmarks.md, "Two models"): the 1.5B's code is worth its
+    # slower decoding for functions and suggestions; chat answers are long prose, where speed pays
+    "generation": (LARGE.name, SMALL.name),
+    "completion": (LARGE.name, SMALL.name),
+    "chat": (SMALL.name, LARGE.name),
+}
 
 
 class Deployment(_Section):
@@ -166,7 +192,9 @@ class Deployment(_Section):
         description="openai: the base URL with its /v1; vertex: an API endpoint override.",
     )
     model_id: str | None = Field(
-        default=None, description="The upstream's name for the model (openai, vertex)."
+        default=None,
+        description="The upstream's name for the model (openai, vertex); llamacpp: a registry "
+        "model, unset meaning model.path or the default one.",
     )
     api_key: SecretStr | None = Field(default=None, description="openai: bearer token.")
     api_key_env: str | None = Field(
@@ -198,6 +226,10 @@ class Deployment(_Section):
             raise ValueError("an openai deployment needs `url`, such as http://host:8000/v1")
         if self.backend in ("openai", "vertex") and not self.model_id:
             raise ValueError(f"a {self.backend} deployment needs `model_id`")
+        if self.backend == "llamacpp" and self.model_id and self.model_id not in CATALOGUE:
+            raise ValueError(
+                f"{self.model_id!r} is no registry model; use one of {', '.join(CATALOGUE)}"
+            )
         if self.backend == "vertex" and not self.project:
             raise ValueError("a vertex deployment needs `project`")
         if self.api_key_env and self.api_key is None:
@@ -400,9 +432,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_routes(self) -> Settings:
         if not self.models:
-            name = self.model.path.stem if self.model.path else EMBEDDED_MODEL
-            embedded = Deployment(name="embedded", backend="llamacpp")
-            self.models = {name: ModelRoute(deployments=[embedded])}
+            self.models = self._embedded_routes()
         names = set(self.models)
         for service in SERVICES:
             wanted = getattr(self, service).model
@@ -437,8 +467,36 @@ class Settings(BaseSettings):
         # Explicit arguments beat the environment, which beats the TOML file.
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
+    def _embedded_routes(self) -> dict[str, ModelRoute]:
+        """The embedded engine's models: the configured file, or the registry models that
+        some service runs on (a model no service picks is not loaded)."""
+        if self.model.path is not None:
+            embedded = Deployment(name="embedded", backend="llamacpp")
+            return {self.model.path.stem: ModelRoute(deployments=[embedded])}
+        unknown = [name for name in self.model.available if name not in CATALOGUE]
+        if unknown or not self.model.available:
+            raise ValueError(
+                f"model.available must list registry models ({', '.join(CATALOGUE)}), "
+                f"not {unknown or 'nothing'}"
+            )
+        wanted: list[str] = []
+        for service in SERVICES:
+            section = self.defaults_for(service)
+            section.model = section.model or self._preferred(service)
+            if section.model in CATALOGUE and section.model not in wanted:
+                wanted.append(section.model)
+        return {
+            name: ModelRoute(deployments=[Deployment(name=name, backend="llamacpp", model_id=name)])
+            for name in wanted
+        }
+
+    def _preferred(self, service: Service) -> str:
+        available = self.model.available
+        return next((m for m in PREFERENCE[service] if m in available), available[0])
+
     def model_for(self, service: Service) -> str:
-        """The model name a service runs on: its own setting, else the first model."""
+        """The model name a service runs on: its own setting (with the embedded models, the
+        one measured best for it), else the first model."""
         return self.defaults_for(service).model or next(iter(self.models))
 
     def defaults_for(
@@ -447,6 +505,11 @@ class Settings(BaseSettings):
         """A service's section: its model and its sampling defaults."""
         section: GenerationSettings | ChatSettings | CompletionSettings = getattr(self, service)
         return section
+
+
+def default_config_file() -> Path:
+    """codey's own config file, read when no other is given and written by `codey model use`."""
+    return platformdirs.user_config_path("codey") / "codey.toml"
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -17,6 +17,7 @@ from codey.gateway.metrics import Metrics
 from codey.gateway.pipeline import Gateway
 from codey.gateway.routing import Member, Router
 from codey.provision.assemble import Progress
+from codey.provision.catalogue import find
 from codey.services import Services
 from codey.services.chat import ChatService
 from codey.services.completion import CompletionService
@@ -33,8 +34,8 @@ class Runtime:
     settings: Settings
     routers: dict[str, Router]
     """Every configured model by name."""
-    embedded: LlamaCppBackend | None
-    """The engine process of the embedded model, when a deployment uses it."""
+    engines: dict[str, LlamaCppBackend]
+    """The engine process of each embedded model a deployment uses, by model id."""
     database: Database
     conversations: ConversationStore
     batches: BatchStore
@@ -50,13 +51,14 @@ class Runtime:
         metrics: Metrics | None = None,
         clock: Clock | None = None,
     ) -> Runtime:
-        """Build every deployment (the embedded engine starts when the first one asks for it,
-        unless one is given), open the store and put the gateway in front."""
+        """Build every deployment (an embedded model's engine starts when the first deployment
+        asks for it; a given one serves them all), open the store and put the gateway in
+        front."""
         metrics = metrics or Metrics()
-        engine = _Engine(settings, progress, backend)
-        routers = build_routers(settings, engine.get, metrics)
-        if engine.loaded is not None:
-            engine.loaded.engine.on_restart.append(metrics.engine_restarts.inc)
+        engines = _Engines(settings, progress, backend)
+        routers = build_routers(settings, engines.get, metrics)
+        for engine in engines.loaded.values():
+            engine.engine.on_restart.append(metrics.engine_restarts.labels(engine.model_id).inc)
         database = Database(settings.store.sqlite_path)
         conversations = ConversationStore(database)
 
@@ -69,7 +71,7 @@ class Runtime:
         if settings.redis_url:  # shared mode: any replica runs and resumes any job
             batches = RedisBatchStore(connect(settings.redis_url), settings.batch.lease_seconds)
         return cls(
-            settings, routers, engine.loaded, database, conversations, batches, metrics, gateway
+            settings, routers, engines.loaded, database, conversations, batches, metrics, gateway
         )
 
     def services(self, service: Service) -> Services:
@@ -77,6 +79,19 @@ class Runtime:
         benchmarks and evaluations call the model directly)."""
         router = self.routers[self.settings.model_for(service)]
         return Services.over(router, self.conversations, self.settings)
+
+    @property
+    def embedded(self) -> LlamaCppBackend | None:
+        """The engine of the first embedded model (the one the benchmarks measure)."""
+        return next(iter(self.engines.values()), None)
+
+    def engine_for(self, service: Service) -> LlamaCppBackend | None:
+        """The engine that runs `service`'s model, if it is embedded."""
+        route = self.settings.models[self.settings.model_for(service)]
+        for deployment in route.deployments:
+            if deployment.backend == "llamacpp":
+                return self.engines.get(deployment.model_id or "") or self.embedded
+        return None
 
     @property
     def generation(self) -> GenerationService:
@@ -96,31 +111,37 @@ class Runtime:
         self.database.close()
 
 
-class _Engine:
-    """The one embedded engine of this process, started on first use."""
+class _Engines:
+    """One engine process per embedded model, each started on first use."""
 
     def __init__(
         self, settings: Settings, progress: Progress | None, given: LlamaCppBackend | None
     ) -> None:
         self.settings = settings
         self.progress = progress
-        self.loaded = given
+        self.given = given
+        self.loaded: dict[str, LlamaCppBackend] = {}
 
-    def get(self) -> LlamaCppBackend:
-        if self.loaded is None:
-            self.loaded = LlamaCppBackend.load(self.settings.model, self.progress)
-        return self.loaded
+    def get(self, name: str | None) -> LlamaCppBackend:
+        if self.given is not None:
+            self.loaded.setdefault(self.given.model_id, self.given)
+            return self.given
+        key = name or ""
+        if key not in self.loaded:
+            model = find(name) if name else None
+            self.loaded[key] = LlamaCppBackend.load(self.settings.model, self.progress, model)
+        return self.loaded[key]
 
 
 def build_routers(
     settings: Settings,
-    embedded: Callable[[], LlamaCppBackend] | None,
+    embedded: Callable[[str | None], LlamaCppBackend] | None,
     metrics: Metrics | None = None,
 ) -> dict[str, Router]:
     """One router per model, fallbacks linked; each deployment built once, by the backend
-    registered under its name. `embedded` starts (or returns) this process's engine."""
+    registered under its name. `embedded` starts (or returns) an embedded model's engine."""
 
-    def no_engine() -> LlamaCppBackend:
+    def no_engine(name: str | None) -> LlamaCppBackend:
         raise ConfigError("A llamacpp deployment needs the embedded engine, and none is given.")
 
     context = BackendContext(settings.resilience, embedded or no_engine)

@@ -53,6 +53,7 @@ def start_server(tmp: Path, port: int | None = None, **env_overrides: str | None
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODEY_")}
     env.update(
         CODEY_MODEL__CONTEXT_LENGTH="4096",
+        CODEY_MODEL__AVAILABLE='["qwen2.5-coder-0.5b-instruct"]',  # every service on the 0.5B
         CODEY_STORE__SQLITE_PATH=str(tmp / "codey.db"),
         # The suite sends far more than the default per-minute limits allow.
         CODEY_LIMITS__GENERATION__REQUESTS_PER_MINUTE="100000",

@@ -73,12 +73,13 @@ def test_a_miss_a_hit_and_a_429_each_move_their_counter_by_one(tmp_path: Path) -
         (("principal", "anonymous"), ("service", "generation")),
     )
     assert after_429[remaining] == 0
-    assert ("codey_engine_queue_depth", ()) in after_429
+    model = (("model", "qwen2.5-coder-0.5b-instruct"),)
+    assert ("codey_engine_queue_depth", model) in after_429
     # the batcher counted the answer's tokens and the steps that made them
-    decoded = after_miss[("codey_engine_decoded_tokens_total", ())]
+    decoded = after_miss[("codey_engine_decoded_tokens_total", model)]
     assert decoded >= after_miss[tokens] - before.get(tokens, 0)
-    assert 0 < after_miss[("codey_engine_steps_total", ())] <= decoded + 8
-    assert after_429[("codey_engine_slots", ())] >= 1
+    assert 0 < after_miss[("codey_engine_steps_total", model)] <= decoded + 8
+    assert after_429[("codey_engine_slots", model)] >= 1
 
 
 def test_the_dashboard_shows_the_apis_numbers_and_the_playground_returns_code(

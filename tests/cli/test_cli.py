@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from codey.provision.assemble import embedded_path
+from codey.provision.assemble import model_path
 from tests.fake_script import fake_config, write_script
 from tests.fault_upstream import FaultUpstream
 
@@ -123,8 +123,8 @@ def test_a_model_with_one_byte_changed_is_refused(env: dict[str, str], tmp_path:
 
     cache = tmp_path / "models"
     cache.mkdir()
-    original = embedded_path(load_settings().model.cache_dir)
-    copy = embedded_path(cache)
+    original = model_path(load_settings().model.cache_dir)
+    copy = model_path(cache)
     shutil.copyfile(original, copy)
     with copy.open("r+b") as f:
         f.seek(200_000_000)
@@ -136,7 +136,7 @@ def test_a_model_with_one_byte_changed_is_refused(env: dict[str, str], tmp_path:
         run = codey(*args, env=env, check=False)
         assert run.returncode == 1
         assert "corrupt" in run.stderr
-        assert "codey model assemble --force" in run.stderr
+        assert "codey model pull qwen2.5-coder-0.5b-instruct --force" in run.stderr
         assert "Traceback" not in run.stderr
     run = codey("generate", "hello world", "--json", env=env, check=False)
     assert json.loads(run.stdout)["error"]["type"] == "ModelCorrupt"
@@ -275,3 +275,37 @@ def test_eval_realcode_reports_each_kind_before_and_after(
         assert 0 <= row["exact_after"] <= 1 and 0 <= row["similarity_after"] <= 1
     cases = [json.loads(line) for line in (out / "cases.jsonl").read_text().splitlines()]
     assert len(cases) == 4 and {"want", "before", "after", "parses_after"} <= cases[0].keys()
+
+
+def test_model_list_use_and_pull_choose_the_registry_model_per_service(
+    model_settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    small, large = "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"
+    config = tmp_path / "codey.toml"
+    config.write_text("# mine\n[model]\ncontext_length = 4096\n")
+    env = {k: v for k, v in model_settings_env.items() if k != "CODEY_MODEL__AVAILABLE"}
+    env["COLUMNS"] = "200"
+    env["CODEY_CONFIG"] = str(config)
+
+    def services() -> dict[str, list[str]]:
+        rows = json.loads(codey("model", "list", "--json", env=env).stdout)
+        return {row["name"]: row["services"] for row in rows}
+
+    assert services() == {small: ["chat"], large: ["generation", "completion"]}
+    codey("model", "use", small, "--service", "generation", env=env)
+    assert services() == {small: ["generation", "chat"], large: ["completion"]}
+    assert config.read_text().startswith("# mine\n")  # the user's file keeps its comments
+    codey("model", "use", large, env=env)
+    assert services() == {small: [], large: ["generation", "chat", "completion"]}
+    listed = codey("model", "list", env=env).stdout
+    assert large in listed and "1.5B" in listed
+
+    unknown = codey("model", "use", "gpt-5", env=env, check=False)
+    assert unknown.returncode == 1 and "codey model list" in unknown.stderr
+    service = codey("model", "use", small, "-s", "search", env=env, check=False)
+    assert service.returncode == 1 and "generation, chat, completion" in service.stderr
+    # both are pulled by setup: pulling again verifies them by their stamps
+    pulled = json.loads(codey("model", "pull", small, large, "--json", env=env).stdout)
+    assert [p["size"] for p in pulled] == [491_400_064, 1_117_320_768]
+    info = json.loads(codey("model", "info", large, "--json", env=env).stdout)
+    assert info["block_count"] == 28 and info["services"] == ["generation", "chat", "completion"]

@@ -32,10 +32,12 @@ from codey.api.openai.router import tokenizer
 from codey.api.vertex.batches import VertexBatches
 from codey.api.vertex.batches import router as vertex_batches_router
 from codey.api.vertex.router import router as vertex_router
+from codey.backends.llamacpp import LlamaCppBackend
 from codey.config import Settings
 from codey.errors import CodeyError
 from codey.gateway.batches import BatchRunner
 from codey.gateway.clock import Clock
+from codey.gateway.metrics import Metrics
 from codey.runtime import Runtime
 
 log = logging.getLogger("codey.api")
@@ -72,14 +74,8 @@ def create_app(
         app.state.runtime = started
         app.state.started_at = time.time()
         metrics = started.metrics
-        engine = started.embedded
-        if engine is not None:
-            metrics.watch_engine(
-                lambda: engine.queue_depth,
-                lambda: engine.decode_rate,
-                lambda: float(engine.state == "ready"),
-                lambda: engine.engine.stats,
-            )
+        for engine in started.engines.values():
+            _watch(metrics, engine)
         app.state.metrics = metrics
         app.state.gateway = started.gateway
         app.state.model_names = served_names(list(started.routers), settings.server.model_aliases)
@@ -150,3 +146,13 @@ def create_app(
     app.include_router(vertex_batches_router)
     openapi.install(app)
     return app
+
+
+def _watch(metrics: Metrics, engine: LlamaCppBackend) -> None:
+    metrics.watch_engine(
+        engine.model_id,
+        lambda: engine.queue_depth,
+        lambda: engine.decode_rate,
+        lambda: float(engine.state == "ready"),
+        lambda: engine.engine.stats,
+    )

@@ -45,10 +45,10 @@ async def readyz(request: Request) -> JSONResponse:
             checks["store"] = True
         except Exception:
             checks["store"] = False
-        if runtime.embedded is not None:
-            engine = runtime.embedded.engine
-            checks["engine"] = engine.state == "ready"
-            body["engine"] = engine.status()
+        if runtime.engines:
+            checks["engine"] = all(e.engine.state == "ready" for e in runtime.engines.values())
+            body["engine"] = runtime.engines[next(iter(runtime.engines))].engine.status()
+            body["engines"] = {e.model_id: e.engine.status() for e in runtime.engines.values()}
     ready = all(checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks, **body}
     return JSONResponse(body, status_code=200 if ready else 503)

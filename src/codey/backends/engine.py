@@ -12,6 +12,8 @@ sequence's logits only by the rounding of how its own cells are split between th
 from __future__ import annotations
 
 import ctypes
+import fcntl
+import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,6 +40,27 @@ class Piece(NamedTuple):
     outputs: int = 1
 
 
+class CpuTurn:
+    """Engines in different processes (one per model) take turns for their steps: llama.cpp's
+    threads wait for each other at every layer, so two engines stepping at once on the same
+    cores slow each other far more than twice (docs/benchmarks.md, "Two models")."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
 class LlamaEngine:
     """One llama.cpp model in this process with `slots` sequences of `context_length` each.
 
@@ -54,6 +77,7 @@ class LlamaEngine:
         batch_size: int,
         slots: int = 1,
         extra_buffers: bool = True,
+        turn: Path | None = None,
     ) -> None:
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = 0
@@ -91,8 +115,12 @@ class LlamaEngine:
         self._eog: dict[int, bool] = {}
         self._memory = llama_cpp.llama_get_memory(self.context.ctx)
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
+        self._turn = CpuTurn(turn) if turn else None
+        """Taken for each step when other engines share this machine's cores (a lock file)."""
 
     def close(self) -> None:
+        if self._turn is not None:
+            self._turn.close()
         llama_cpp.llama_batch_free(self._batch)
         self.context.close()
         self.model.close()
@@ -153,7 +181,11 @@ class LlamaEngine:
                 n += 1
             ends.append(n - 1)
         batch.n_tokens = n
-        code = llama_cpp.llama_decode(self.context.ctx, batch)
+        if self._turn is None:
+            code = llama_cpp.llama_decode(self.context.ctx, batch)
+        else:
+            with self._turn():
+                code = llama_cpp.llama_decode(self.context.ctx, batch)
         if code != 0:
             raise BackendError(f"llama_decode returned {code} for a step of {n} tokens")
         return ends

@@ -52,11 +52,14 @@ class EngineSpec:
     slots: int = 1
     shift_tokens: int = 0
     extra_buffers: bool = True
+    turn: str | None = None
+    """A lock file the engines of one machine take turns on for their steps."""
 
     @classmethod
     def of(cls, path: Path, settings: ModelSettings) -> EngineSpec:
         """The engine `settings` describe, loading the model at `path`."""
         return cls(
+            turn=str(settings.cache_dir / "engine-steps.lock"),
             path=str(path),
             context_length=settings.context_length,
             threads=settings.threads,

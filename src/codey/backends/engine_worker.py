@@ -45,6 +45,7 @@ def main(argv: list[str]) -> int:
             batch_size=spec["batch_size"],
             slots=spec["slots"],
             extra_buffers=extra_buffers,
+            turn=Path(spec["turn"]) if spec.get("turn") else None,
         )
     except CodeyError as exc:
         channel.send(("failed", str(exc)))

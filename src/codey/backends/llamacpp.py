@@ -27,9 +27,10 @@ from codey.backends.engine_process import EngineProcess, EngineSpec, RestartPoli
 from codey.backends.fim import FIM_TEMPLATES, FimTemplate, Pieces, SourceFile, detect_family
 from codey.backends.registry import BackendContext, register
 from codey.backends.vocabulary import Vocabulary
-from codey.config import EMBEDDED_MODEL, Deployment, ModelSettings
+from codey.config import Deployment, ModelSettings
 from codey.errors import ConfigError, ContextOverflow, InvalidRequest
 from codey.provision.assemble import Progress, locate_model
+from codey.provision.catalogue import DEFAULT, CatalogueModel
 from codey.provision.gguf_header import GGUFHeader, read_header
 
 Rendered = tuple[list[int], tuple[str, ...]]
@@ -72,9 +73,17 @@ class LlamaCppBackend(Backend):
         self.family = family
 
     @classmethod
-    def load(cls, settings: ModelSettings, progress: Progress | None = None) -> LlamaCppBackend:
-        """Locate and verify the model file, then start the engine process that runs it."""
-        model = locate_model(settings.path, settings.sha256, settings.cache_dir, progress)
+    def load(
+        cls,
+        settings: ModelSettings,
+        progress: Progress | None = None,
+        registry_model: CatalogueModel | None = None,
+    ) -> LlamaCppBackend:
+        """Locate and verify the model file (`registry_model`, else `settings.path`, else the
+        default registry model), then start the engine process that runs it."""
+        path = None if registry_model else settings.path
+        registry_model = registry_model or DEFAULT
+        model = locate_model(path, settings.sha256, settings.cache_dir, progress, registry_model)
         header = read_header(model.path)
         vocabulary = Vocabulary(model.path)
         spec = EngineSpec.of(model.path, settings)
@@ -83,7 +92,7 @@ class LlamaCppBackend(Backend):
         )
         engine = EngineProcess(spec, max_queued_tokens=settings.max_queued_tokens, policy=policy)
         engine.start()
-        model_id = model.path.stem if settings.path else EMBEDDED_MODEL
+        model_id = model.path.stem if path else registry_model.name
         return cls(engine, vocabulary, model_id, settings.family, header)
 
     @property
@@ -225,4 +234,4 @@ class LlamaCppBackend(Backend):
 
 @register("llamacpp")
 def _llamacpp(deployment: Deployment, context: BackendContext) -> Backend:
-    return context.embedded()
+    return context.embedded(deployment.model_id)

@@ -31,8 +31,9 @@ class BackendContext:
     """What a factory may need besides its deployment."""
 
     resilience: ResilienceSettings
-    embedded: Callable[[], LlamaCppBackend]
-    """The one embedded engine of this process, loaded on first call."""
+    embedded: Callable[[str | None], LlamaCppBackend]
+    """The embedded engine running a registry model (None: model.path or the default
+    model), started on its first call."""
 
 
 Factory = Callable[[Deployment, BackendContext], Backend]

@@ -9,7 +9,7 @@ import typer
 
 from codey.cli import batch, bench, doctor, evaluate, jobs, keys, model, serve, usage
 from codey.cli.output import fail
-from codey.config import load_settings
+from codey.config import default_config_file, load_settings
 from codey.errors import CodeyError
 
 app = typer.Typer(
@@ -37,10 +37,17 @@ def main(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", envvar="CODEY_CONFIG", help="TOML settings file."),
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="CODEY_CONFIG",
+            help="TOML settings file; unset: codey's own, if `codey model use` wrote one.",
+        ),
     ] = None,
 ) -> None:
     """Code generation, code chat and code completion from a local code model."""
+    if config is None and default_config_file().is_file():
+        config = default_config_file()
     try:
         ctx.obj = load_settings(config)
     except CodeyError as exc:

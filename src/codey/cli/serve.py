@@ -58,8 +58,8 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=60)
     finally:
         runtime.database.close()
-        if runtime.embedded is not None:
-            runtime.embedded.engine.close()
+        for engine in runtime.engines.values():
+            engine.engine.close()
 
 
 def _is_loopback(host: str) -> bool:

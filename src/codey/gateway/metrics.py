@@ -81,22 +81,30 @@ class Metrics:
             ["deployment"],
             registry=r,
         )
+        # one engine process per embedded model, so each engine series names its model
         self.queue_depth = Gauge(
-            "codey_engine_queue_depth", "Engine jobs queued or running.", registry=r
+            "codey_engine_queue_depth", "Engine jobs queued or running.", ["model"], registry=r
         )
         self.decode_rate = Gauge(
             "codey_engine_decode_tokens_per_second",
             "Decode speed of the last answer.",
+            ["model"],
             registry=r,
         )
         self.engine_up = Gauge(
-            "codey_engine_up", "1 while the engine process is ready, else 0.", registry=r
+            "codey_engine_up",
+            "1 while the engine process is ready, else 0.",
+            ["model"],
+            registry=r,
         )
         self.engine_restarts = Counter(
             "codey_engine_restarts",
             "Times the engine process was started again after it died.",
+            ["model"],
             registry=r,
         )
+        self._batching = _BatchingCollector()
+        r.register(self._batching)
 
     def watch_deployment(
         self, name: str, outstanding: Callable[[], float], breaker_open: Callable[[], float]
@@ -109,16 +117,17 @@ class Metrics:
 
     def watch_engine(
         self,
+        model: str,
         depth: Callable[[], float],
         rate: Callable[[], float],
         up: Callable[[], float],
         batching: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
-        self.queue_depth.set_function(depth)
-        self.decode_rate.set_function(rate)
-        self.engine_up.set_function(up)
+        self.queue_depth.labels(model).set_function(depth)
+        self.decode_rate.labels(model).set_function(rate)
+        self.engine_up.labels(model).set_function(up)
         if batching is not None:
-            self.registry.register(_BatchingCollector(batching))
+            self._batching.engines[model] = batching
 
     def observe(self, row: LedgerRow, kind: str | None = None) -> None:
         """A request's ledger row in the metrics; a batch line's apart from the requests, and
@@ -165,12 +174,17 @@ class _BatchingCollector(Collector):
         ("accepted", "codey_engine_accepted_draft_tokens", "Guessed tokens the model agreed with."),
     )
 
-    def __init__(self, stats: Callable[[], Mapping[str, Any]]) -> None:
-        self.stats = stats
+    def __init__(self) -> None:
+        self.engines: dict[str, Callable[[], Mapping[str, Any]]] = {}
+        """Each embedded model's batcher counters."""
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.stats()
-        for key, name, doc in self.GAUGES:
-            yield GaugeMetricFamily(name, doc, value=float(stats.get(key, 0)))
-        for key, name, doc in self.COUNTERS:
-            yield CounterMetricFamily(name, doc, value=float(stats.get(key, 0)))
+        if not self.engines:
+            return
+        stats = {model: read() for model, read in self.engines.items()}
+        for kind, table in ((GaugeMetricFamily, self.GAUGES), (CounterMetricFamily, self.COUNTERS)):
+            for key, name, doc in table:
+                family = kind(name, doc, labels=["model"])
+                for model, values in stats.items():
+                    family.add_metric([model], float(values.get(key, 0)))
+                yield family

