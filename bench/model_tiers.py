@@ -11,6 +11,8 @@ Three parts, each in one run:
 - turns: an engine process per model, both decoding at once (one sequence each, with a
   millisecond of Python between steps, as the batcher has), with and without taking turns for
   their steps (`CpuTurn`), against each alone.
+- memory: the resident memory of each engine process with codey's defaults (both models, 8
+  slots of 8,192 tokens), after a chat on each.
 - services: each model behind codey's services, every service on it: HumanEval pass@1
   through generation (every Nth problem, greedy), tokens/s of chats of 128 tokens, and
   completion on the held-out real-code set (first-line exact match of the top suggestion, p50
@@ -104,6 +106,26 @@ def turns(steps: dict[CatalogueModel, int]) -> dict[str, float]:
     return result
 
 
+async def memory(db: Path) -> dict[str, float]:
+    """MB resident in each engine process, after a short chat on each model."""
+    runtime = await asyncio.to_thread(Runtime.start, load_settings(store={"sqlite_path": db}))
+    try:
+        for service in ("generation", "chat"):
+            backend = runtime.engine_for(service)  # type: ignore[arg-type]
+            assert backend is not None
+            prompt = ChatPrompt(concurrency.chat_messages("Write a binary search."))
+            await backend.generate(prompt, SamplingParams(max_tokens=16, temperature=0.0))
+        return {name: _resident_mb(e.engine.pid) for name, e in runtime.engines.items()}
+    finally:
+        await runtime.close()
+
+
+def _resident_mb(pid: int | None) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    kilobytes = next(int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmRSS:")
+    return round(kilobytes / 1024, 1)
+
+
 async def services(model: CatalogueModel, every: int, cases: int, db: Path) -> dict[str, Any]:
     settings = load_settings(model={"available": [model.name]}, store={"sqlite_path": db})
     runtime = await asyncio.to_thread(Runtime.start, settings)
@@ -175,7 +197,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--humaneval-every", type=int, default=8)
     parser.add_argument("--realcode", type=int, default=48, help="Held-out cases to complete.")
-    parser.add_argument("--parts", default="steps,turns,services")
+    parser.add_argument("--parts", default="steps,turns,memory,services")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -198,6 +220,10 @@ def main() -> None:
     if "turns" in parts:
         out["turns_s"] = turns({SMALL: 80, LARGE: 50})
         console.print(f"two engines, seconds until both are done: {out['turns_s']}")
+    if "memory" in parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            out["memory_mb"] = asyncio.run(memory(Path(tmp) / "codey.db"))
+        console.print(f"engine processes, MB resident: {out['memory_mb']}")
     if "services" in parts:
         out["services"] = {}
         with tempfile.TemporaryDirectory() as tmp:

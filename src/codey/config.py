@@ -494,6 +494,18 @@ class Settings(BaseSettings):
         available = self.model.available
         return next((m for m in PREFERENCE[service] if m in available), available[0])
 
+    def registry_models(self) -> list[str]:
+        """The registry models that llamacpp deployments run (none when model.path is set)."""
+        if self.model.path is not None:
+            return []
+        names = [
+            d.model_id or SMALL.name
+            for route in self.models.values()
+            for d in route.deployments
+            if d.backend == "llamacpp"
+        ]
+        return list(dict.fromkeys(names))
+
     def model_for(self, service: Service) -> str:
         """The model name a service runs on: its own setting (with the embedded models, the
         one measured best for it), else the first model."""

@@ -19,6 +19,7 @@ from codey.backends.vocabulary import Vocabulary
 from codey.config import Settings
 from codey.errors import CodeyError
 from codey.provision.assemble import ModelFile, Progress, locate_model
+from codey.provision.catalogue import DEFAULT, find
 from codey.store.redis import connect as connect_redis
 from codey.store.sqlite import Database
 
@@ -79,13 +80,19 @@ def check_build() -> Check:
 
 
 def check_model(settings: Settings, progress: Progress | None) -> Check:
+    """Every model file the embedded engine would load: the configured one, or each registry
+    model a service runs on; the engine check loads the first."""
     m = settings.model
+    registry = [find(name) for name in settings.registry_models()] or [DEFAULT]
     try:
-        model = locate_model(m.path, m.sha256, m.cache_dir, progress)
+        if m.path is not None:
+            models = [locate_model(m.path, m.sha256, m.cache_dir, progress)]
+        else:
+            models = [locate_model(None, None, m.cache_dir, progress, r) for r in registry]
     except CodeyError as exc:
         return Check("model file", False, exc.message, exc.hint)
-    detail = f"{model.path} ({model.size:,} bytes, verified)"
-    return Check("model file", True, detail, facts={"model": model})
+    detail = ", ".join(f"{model.path} ({model.size:,} bytes, verified)" for model in models)
+    return Check("model file", True, detail, facts={"model": models[0]})
 
 
 def check_engine(settings: Settings, model: ModelFile, tokens: int = 32) -> Check:

@@ -140,7 +140,7 @@ def test_a_model_with_one_byte_changed_is_refused(env: dict[str, str], tmp_path:
         assert "Traceback" not in run.stderr
     run = codey("generate", "hello world", "--json", env=env, check=False)
     assert json.loads(run.stdout)["error"]["type"] == "ModelCorrupt"
-    codey("model", "assemble", "--force", env=env)
+    codey("model", "pull", "qwen2.5-coder-0.5b-instruct", "--force", env=env)
     assert codey("model", "verify", env=env).returncode == 0
 
 

@@ -38,13 +38,7 @@ Name = Annotated[str | None, typer.Argument(help="A registry model (`codey model
 
 def embedded_models(settings: Settings) -> list[CatalogueModel]:
     """The registry models the configured routes run in the embedded engine."""
-    names = [
-        d.model_id or DEFAULT.name
-        for route in settings.models.values()
-        for d in route.deployments
-        if d.backend == "llamacpp" and settings.model.path is None
-    ]
-    return [find(name) for name in dict.fromkeys(names)]
+    return [find(name) for name in settings.registry_models()]
 
 
 def _parts_installed(model: CatalogueModel) -> bool:
