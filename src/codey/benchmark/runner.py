@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import llama_cpp
@@ -20,6 +20,7 @@ from codey.backends.engine_process import EngineSpec
 from codey.backends.fim import FIM_TEMPLATES
 from codey.benchmark import concurrency
 from codey.benchmark.workload import Job
+from codey.config import Service
 from codey.errors import ConfigError
 from codey.runtime import Runtime
 from codey.services.chat import ChatRequest, system_prompt
@@ -143,20 +144,26 @@ def _run_bare(service: str, body: dict[str, Any]) -> tuple[int, float]:
 async def bare_engine(runtime: Runtime, jobs: list[Job], progress: Progress) -> list[Sample]:
     """The same prompts straight into llama-cpp-python, one at a time, timed inside a process
     of its own, as codey's engine runs: nothing else there competes for its interpreter."""
-    if runtime.embedded is None:
-        raise ConfigError(
-            "The bare-engine comparison needs the embedded model.",
-            hint="Route a service to a llamacpp deployment, or run codey bench without it.",
-        )
+    specs = {}
+    for service in {job.service for job in jobs}:
+        engine = runtime.engine_for(cast(Service, service))
+        if engine is None:
+            raise ConfigError(
+                f"The bare-engine comparison needs {service} on an embedded model.",
+                hint="Route every service to a llamacpp deployment, or run codey bench without it.",
+            )
+        specs[service] = engine.engine.spec
     loop = asyncio.get_running_loop()
     spawn = multiprocessing.get_context("spawn")
-    spec = runtime.embedded.engine.spec
     samples = []
-    with ProcessPoolExecutor(1, mp_context=spawn, initializer=_load_bare, initargs=(spec,)) as pool:
-        for job in jobs:
-            tokens, seconds = await loop.run_in_executor(pool, _run_bare, job.service, job.body)
-            samples.append(Sample(job.service, seconds, tokens, True))
-            progress(1)
+    # a bare engine per model, loaded as the engine its services run on is
+    for spec in set(specs.values()):
+        pool = ProcessPoolExecutor(1, mp_context=spawn, initializer=_load_bare, initargs=(spec,))
+        with pool:
+            for job in [j for j in jobs if specs[j.service] == spec]:
+                tokens, seconds = await loop.run_in_executor(pool, _run_bare, job.service, job.body)
+                samples.append(Sample(job.service, seconds, tokens, True))
+                progress(1)
     return samples
 
 
@@ -171,7 +178,7 @@ async def concurrent_chats(
     """Aggregate tokens/s of 1, 4, 8, ... concurrent greedy chats, over HTTP (the OpenAI
     dialect) or on the embedded backend in-process, beside the bare engine batched."""
     prompts = concurrency.chat_prompts(sum(levels))
-    embedded = runtime.embedded
+    embedded = runtime.engine_for("chat")
     bare = None
     if embedded is not None:
         spec = embedded.engine.spec
