@@ -55,13 +55,11 @@ def test_without_models_each_service_runs_on_the_registry_model_measured_best_fo
         "completion": LARGE,
     }
     assert list(settings.models) == [LARGE, SMALL]
-    for name, route in settings.models.items():
-        (deployment,) = route.deployments
-        assert (deployment.backend, deployment.model_id, deployment.name) == (
-            "llamacpp",
-            name,
-            name,
-        )
+    deployments = [d for route in settings.models.values() for d in route.deployments]
+    assert [(d.backend, d.model_id, d.name) for d in deployments] == [
+        ("llamacpp", LARGE, "embedded-1.5b"),
+        ("llamacpp", SMALL, "embedded-0.5b"),
+    ]
 
 
 def test_a_small_machine_keeps_every_service_on_the_small_model() -> None:

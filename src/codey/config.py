@@ -241,6 +241,11 @@ class Deployment(_Section):
         return self
 
 
+def _embedded(parameters: str, model: str) -> Deployment:
+    """The deployment of a registry model in its engine process: "embedded-1.5b"."""
+    return Deployment(name=f"embedded-{parameters.lower()}", backend="llamacpp", model_id=model)
+
+
 class ModelRoute(_Section):
     """A model name and the deployments that serve it, tried in turn by the router."""
 
@@ -486,7 +491,7 @@ class Settings(BaseSettings):
             if section.model in CATALOGUE and section.model not in wanted:
                 wanted.append(section.model)
         return {
-            name: ModelRoute(deployments=[Deployment(name=name, backend="llamacpp", model_id=name)])
+            name: ModelRoute(deployments=[_embedded(CATALOGUE[name].parameters, name)])
             for name in wanted
         }
 

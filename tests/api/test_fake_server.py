@@ -71,7 +71,7 @@ def test_the_ledger_and_the_models_list_name_the_deployment(
     ready = fake_client.get("/readyz").json()
     assert ready["status"] == "ready" and "engine" not in ready
     stats = fake_client.get("/api/v1/codey/stats").json()
-    assert stats["engine"] is None
+    assert stats["engines"] == []
     assert stats["deployments"][0]["backend"] == "fake"
     assert stats["deployments"][0]["state"] == "ready"
     rows = sqlite_rows(Path(fake_server.log).parent / "codey.db")

@@ -102,13 +102,16 @@ def test_the_dashboard_shows_the_apis_numbers_and_the_playground_returns_code(
     wait.until(ready.presence_of_element_located((By.ID, "latency-completion-percentiles")))
     with httpx.Client(base_url=server.url, timeout=120) as client:
         (embedded,) = client.get("/api/v1/codey/stats").json()["deployments"]
-    cells = driver.find_element(By.ID, "deployment-embedded").find_elements(By.TAG_NAME, "td")
-    assert [c.text for c in cells[:3]] == [embedded["model"], "embedded", "llamacpp"]
+    row = driver.find_element(By.ID, "deployment-embedded-0.5b")
+    cells = row.find_elements(By.TAG_NAME, "td")
+    assert [c.text for c in cells[:3]] == [embedded["model"], "embedded-0.5b", "llamacpp"]
     assert cells[4].text == "closed"
     assert cells[5].text.replace(",", "") == str(embedded["attempts"]["ok"])
     assert cells[7].text == embedded["state"] == "ready"
     engine_line = driver.find_element(By.ID, "engine-status").text
-    assert engine_line.startswith("Embedded engine: ready, 0 restarts"), engine_line
+    assert engine_line.startswith(
+        "Embedded engine (qwen2.5-coder-0.5b-instruct): ready, 0 restarts"
+    ), engine_line
     assert re.search(r"Slots: \d+ of \d+ busy, \d+ waiting; [\d.]+ tokens per step", engine_line)
 
     driver.find_element(By.ID, "play-generate-run").click()

@@ -38,8 +38,8 @@ async def stats(request: Request) -> dict[str, Any]:
     stats = await asyncio.to_thread(gateway.ledger.stats, today, gateway.quota_day, now, name)
     routers = request.app.state.runtime.routers.values()
     stats["deployments"] = [d for router in routers for d in router.status()]
-    embedded = request.app.state.runtime.embedded
-    stats["engine"] = None if embedded is None else embedded.engine.status()
+    engines = request.app.state.runtime.engines.values()
+    stats["engines"] = [{"model": e.model_id, **e.engine.status()} for e in engines]
     stats["batches"] = await _batches(request.app.state.runtime.batches, name)
     return stats
 
