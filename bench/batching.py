@@ -15,8 +15,9 @@ llama.cpp's own server on the same GGUF, same machine.
 3. Completion latency (p50) idle and while 4 long generations run.
 4. Alone against batched: how many greedy answers differ when 4 run at once.
 
-codey runs as `codey serve` with its defaults (quotas raised, response cache bypassed);
-llama.cpp's server with as many slots as codey, the same context per slot, the same threads.
+codey runs as `codey serve` with its defaults (quotas raised, response cache bypassed), every
+service on the 0.5B (`model.available`), the GGUF the other two load; llama.cpp's server with
+as many slots as codey, the same context per slot, the same threads.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from codey.benchmark.concurrency import (
 )
 from codey.config import load_settings
 from codey.provision.assemble import locate_model
+from codey.provision.catalogue import DEFAULT
 
 console = Console(width=120)
 NO_CACHE = {"cache-control": "no-cache, no-store"}
@@ -69,6 +71,7 @@ SOURCES = ("httpx/_client.py", "click/core.py", "rich/console.py", "jinja2/envir
 @asynccontextmanager
 async def codey_server(port: int, **settings: str) -> AsyncIterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODEY_")}
+    env["CODEY_MODEL__AVAILABLE"] = json.dumps([DEFAULT.name])  # the GGUF the others load
     env.update(settings)
     tmp = tempfile.mkdtemp(prefix="codey-bench-")
     env["CODEY_STORE__SQLITE_PATH"] = f"{tmp}/codey.db"

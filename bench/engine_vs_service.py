@@ -27,6 +27,7 @@ from rich.table import Table
 from codey.backends.fim import FIM_TEMPLATES
 from codey.benchmark.runner import bare_llama
 from codey.config import load_settings
+from codey.provision.catalogue import DEFAULT
 from codey.runtime import Runtime
 from codey.services.completion import CompletionRequest
 from codey.services.generation import GenerationRequest, build_messages
@@ -85,7 +86,7 @@ async def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    settings = load_settings()
+    settings = load_settings(model={"available": [DEFAULT.name]})  # one model for all three
     runtime = Runtime.start(settings)
     llm = bare_llama(runtime.embedded.engine.spec)  # type: ignore[union-attr]
     prefix = COMPLETION_PREFIX.read_text()
