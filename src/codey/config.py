@@ -37,7 +37,7 @@ class ModelSettings(_Section):
         default_factory=lambda: [LARGE.name, SMALL.name],
         description="Registry models the services may run on when `models` is unset: each "
         "service takes the first model of its preference that is listed here (see "
-        "`codey model list`). Only the 0.5B keeps a small machine to about 1 GB.",
+        "`codey model list`). Only the 0.5B keeps a small machine to about 1.4 GB.",
     )
     sha256: str | None = Field(
         default=None, description="Expected SHA-256 of `path`; checked before first use if set."
