@@ -274,7 +274,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for n in streams:
             rounds = []
             for r in range(args.rounds):
-                offset = 100 + 10 * r
+                offset = 100 * n + 10 * r  # every request of the run a different one
                 row = {"bare": bare_batched(spec, bare_prompts(path, n), args.tokens)}
                 for name, client in clients.items():
                     row[name] = await chats(client, n, args.tokens, offset)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import pytest
 
 from codey.backends.base import ChatPrompt, Choice, Message, SamplingParams
 from codey.backends.batcher import Batcher, Request, _common_prefix
-from codey.backends.engine import LlamaEngine
+from codey.backends.engine import LlamaEngine, Piece
 from codey.backends.llamacpp import LlamaCppBackend
 from tests.backends.answers import assert_same_answer
 
@@ -121,6 +121,29 @@ def test_concurrent_requests_share_steps_and_each_gets_its_own_answer(
     assert batcher.stats.steps - steps_before < decoded  # answers advanced in shared steps
     for one, batched in zip(alone, together, strict=True):
         assert_same_answer(one, batched)
+
+
+def test_a_burst_reaching_an_idle_batcher_a_millisecond_apart_is_read_in_one_step(
+    engine: LlamaEngine, batcher: Batcher
+) -> None:
+    prompts = [tokens(engine, f"# the number {n} cubed is") for n in range(3)]
+    steps: list[int] = []
+    decode = engine.decode
+
+    def record(pieces: Sequence[Piece]) -> list[int]:
+        steps.append(len(pieces))
+        return decode(pieces)
+
+    engine.decode = record  # type: ignore[method-assign]
+    try:
+        tracker = Tracker(batcher)
+        for n, prompt in enumerate(prompts):
+            tracker.submit(str(n), prompt, GREEDY)
+            time.sleep(0.0005)
+        tracker.wait("0", "1", "2")
+    finally:
+        del engine.decode
+    assert steps[0] == 3  # not one prompt alone, then the two that came a millisecond later
 
 
 def test_a_client_keeps_its_prompt_cached_while_another_types(

@@ -30,9 +30,12 @@ TOPICS = (
 
 
 def chat_prompts(n: int) -> list[str]:
-    """`n` distinct requests that each call for a long answer; none shares another's prefix
-    beyond the chat template."""
-    return [f"Write in Python {TOPICS[i % len(TOPICS)]}. (#{i})" for i in range(n)]
+    """`n` distinct requests that each call for a long answer. Each opens with its own number,
+    so none shares another's prefix beyond the chat template and a digit or two: with the
+    number last, request 110 repeated request 102 up to its last words, and an engine that
+    keeps the longest common prefix of any earlier prompt read only those (a prompt cache
+    benchmark, not a batching one)."""
+    return [f"Request {i}: write in Python {TOPICS[i % len(TOPICS)]}." for i in range(n)]
 
 
 def chat_messages(prompt: str) -> list[Message]:
