@@ -56,9 +56,9 @@ AGING_SECONDS = 4.0
 RESERVED_SLOTS = 2
 """Slots background requests leave idle, so that interactive ones start at once."""
 BURST_SECONDS = 0.005
-"""How long an idle batcher waits for the rest of a burst (requests sent together reach it
-a millisecond or two apart) before its first step: a step read alone costs the others a
-whole step's wait."""
+"""How long an idle batcher waits for the rest of a burst (requests sent together through
+the API reach it a few milliseconds apart) before its first step: a prompt read alone costs
+the others a whole step's wait."""
 STATS_INTERVAL = 0.5
 _local_ids = itertools.count(-1, -1)
 
