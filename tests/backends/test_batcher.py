@@ -146,6 +146,36 @@ def test_a_burst_reaching_an_idle_batcher_a_millisecond_apart_is_read_in_one_ste
     assert steps[0] == 3  # not one prompt alone, then the two that came a millisecond later
 
 
+def test_a_prompt_read_beside_a_decoding_answer_takes_one_step(
+    engine: LlamaEngine, batcher: Batcher
+) -> None:
+    # Alone, a prompt is read in pieces (then its last token alone) so that it is exact; beside
+    # another sequence it cannot be, and every extra step delays both.
+    pieces: list[tuple[int, int]] = []
+    decode = engine.decode
+
+    def record(step: Sequence[Piece]) -> list[int]:
+        pieces.extend((piece.seq, len(piece.tokens)) for piece in step)
+        return decode(step)
+
+    engine.decode = record  # type: ignore[method-assign]
+    try:
+        tracker = Tracker(batcher)
+        tracker.submit("long", tokens(engine, CODE[:200]), replace(GREEDY, max_tokens=40))
+        while not tracker.first_token:
+            time.sleep(0.01)
+        seqs = {seq for seq, _ in pieces}
+        second = tokens(engine, "# a second client asks for the sum of two numbers\ndef add(a, b):")
+        tracker.submit("second", second, GREEDY)
+        tracker.wait("long", "second")
+    finally:
+        del engine.decode
+    read = [size for seq, size in pieces if seq not in seqs and size > 1]
+    assert read == [len(second)]
+    answer = tracker.answers["second"]
+    assert isinstance(answer, list) and answer[0].text
+
+
 def test_a_client_keeps_its_prompt_cached_while_another_types(
     engine: LlamaEngine, batcher: Batcher
 ) -> None:

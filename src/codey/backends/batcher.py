@@ -18,7 +18,8 @@ token of each answer being decoded and a chunk of a prompt being read.
   reused (or the whole prompt, when it is the same as the slot's last): a request alone gets
   the same logits whatever the cache held before, and chats that share a system prompt or
   earlier turns reuse them. A request batched with others shares its steps with their tokens,
-  and llama.cpp's kernels round differently for other shapes, so it may differ in rare tokens.
+  and llama.cpp's kernels round differently for other shapes, so it may differ in rare tokens;
+  its prompt is then read in as few steps as there is room for, not in those pieces.
   Completions (priority 0) reuse the whole shared start instead: a keystroke then costs what
   follows the cursor, and the cells differ from a cold read only by that same rounding.
 - **Moving a shared end** (`shift`, off by default): the cells of the code after the cursor
@@ -430,9 +431,12 @@ class Batcher:
         now = time.monotonic()
         reading = [s for s in running if s.answer is None]
         reading.sort(key=lambda s: s.request.urgency(now, self.aging))  # type: ignore[union-attr]
+        # A prompt read beside other sequences cannot be exact anyway (the step's shape sets
+        # the rounding), so it is read in as few steps as the room allows.
+        shared = bool(planned) or len(reading) > 1
         for slot in reading:
-            piece = self._next_piece(slot)
-            if len(piece) > room:
+            piece = self._next_piece(slot, room if shared else 0)
+            if not piece or len(piece) > room:
                 break
             seq = self.engine.scratch if slot.skip is not None else slot.seq
             planned.append((slot, Piece(seq, slot.position, piece)))
@@ -454,10 +458,14 @@ class Batcher:
         # Guesses past the answer's budget would never be taken.
         return lookup.draft(min(room, answer.budget - len(answer.tokens) - 1))
 
-    def _next_piece(self, slot: Slot) -> list[int]:
-        """The next aligned chunk of the slot's prompt, or its last token alone."""
+    def _next_piece(self, slot: Slot, room: int = 0) -> list[int]:
+        """The next aligned chunk of the slot's prompt, or its last token alone; given the
+        `room` of a step shared with others, as much of the prompt as fits."""
         tokens = slot.request.tokens  # type: ignore[union-attr]
         last, position = len(tokens) - 1, slot.position
+        if room:
+            end = slot.skip[1] if slot.skip is not None else len(tokens)
+            return tokens[position : min(end, position + room)]
         if position < last:
             end = min((position // self.chunk + 1) * self.chunk, last)
             end = next((i + 1 for i in range(position, end) if self.engine.is_eog(tokens[i])), end)
