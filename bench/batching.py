@@ -84,18 +84,25 @@ async def codey_server(port: int, **settings: str) -> AsyncIterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient() as client:
-            for _ in range(600):
-                try:
-                    if (await client.get(f"{url}/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.2)
+        await until_ready(url, process, seconds=120)
         yield url
     finally:
         process.terminate()
         process.wait(30)
+
+
+async def until_ready(url: str, process: subprocess.Popen[bytes], seconds: float) -> None:
+    """Wait until codey at `url` answers /readyz with 200; SystemExit if `process` ends first."""
+    async with httpx.AsyncClient() as client:
+        for _ in range(int(seconds / 0.2)):
+            if process.poll() is not None:
+                raise SystemExit(f"codey exited with {process.returncode} before it was ready")
+            try:
+                if (await client.get(f"{url}/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
 
 
 def llama_cpp_server(model: Path, slots: int, threads: int) -> AbstractContextManager[str]:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from batching import until_ready  # bench/batching.py, beside this script
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -63,16 +64,7 @@ async def server(port: int, source: Path, env: dict[str, str]) -> AsyncIterator[
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient() as client:
-            for _ in range(900):
-                if process.poll() is not None:
-                    raise SystemExit(f"codey from {source} exited with {process.returncode}")
-                try:
-                    if (await client.get(f"{url}/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.2)
+        await until_ready(url, process, seconds=180)
         yield url
     finally:
         process.terminate()
