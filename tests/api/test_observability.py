@@ -79,6 +79,7 @@ def test_a_miss_a_hit_and_a_429_each_move_their_counter_by_one(tmp_path: Path) -
     decoded = after_miss[("codey_engine_decoded_tokens_total", model)]
     assert decoded >= after_miss[tokens] - before.get(tokens, 0)
     assert 0 < after_miss[("codey_engine_steps_total", model)] <= decoded + 8
+    assert after_miss[("codey_engine_decode_seconds_total", model)] > 0
     assert after_429[("codey_engine_slots", model)] >= 1
 
 

@@ -147,6 +147,8 @@ class Stats:
     kv_cells: int = 0
     slots: int = 0
     largest_step: int = 0
+    decode_seconds: float = 0.0
+    """Time spent in `llama_decode`; against the clock, how busy the engine is."""
 
     def snapshot(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -244,7 +246,9 @@ class Batcher:
         if not planned:
             return
         try:
+            began = time.perf_counter()
             ends = self.engine.decode([piece for _, piece in planned])
+            self.stats.decode_seconds += time.perf_counter() - began
         except BackendError as exc:
             for slot, _ in planned:
                 self._fail(slot, exc.message)

@@ -172,6 +172,11 @@ class _BatchingCollector(Collector):
         ("reused", "codey_engine_reused_prompt_tokens", "Prompt tokens taken from the cache."),
         ("drafted", "codey_engine_drafted_tokens", "Tokens guessed by prompt lookup and checked."),
         ("accepted", "codey_engine_accepted_draft_tokens", "Guessed tokens the model agreed with."),
+        (
+            "decode_seconds",
+            "codey_engine_decode_seconds",
+            "Seconds spent in llama_decode; its rate is the share of the time the engine computes.",
+        ),
     )
 
     def __init__(self) -> None:
