@@ -7,7 +7,9 @@ llama.cpp's own server on the same GGUF, same machine.
 1. Throughput: N concurrent chats of `--tokens` tokens (distinct prompts) through codey's
    OpenAI endpoint, beside the bare engine decoding N sequences in lockstep
    (benchmark/concurrency.py) and llama.cpp's server with N parallel slots; the three take
-   turns, `--rounds` times, both servers up at once.
+   turns, `--rounds` times, both servers up at once. For codey, also the time per step and
+   the share of the round its engine spent in `llama_decode` (the rest: sampling, scheduling,
+   HTTP).
 2. Typing: two clients complete in turn in two different 1,500-character windows of real code;
    each keystroke adds one character at the cursor. Time to the suggestion after a keystroke
    against the cold time, codey (`/api/v1/codey/complete`, one suggestion) and llama.cpp's
@@ -130,6 +132,11 @@ async def chats(client: httpx.AsyncClient, streams: int, tokens: int, offset: in
 
     rate, _ = await aggregate(one, streams)
     return rate
+
+
+async def engine_counters(client: httpx.AsyncClient) -> dict[str, float]:
+    """codey's batcher counters (steps, time in llama_decode, ...), as /readyz reports them."""
+    return dict((await client.get("/readyz")).json()["engine"]["batching"])
 
 
 def windows(count: int) -> list[tuple[str, str]]:
@@ -283,8 +290,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for r in range(args.rounds):
                 offset = 100 * n + 10 * r  # every request of the run a different one
                 row = {"bare": bare_batched(spec, bare_prompts(path, n), args.tokens)}
-                for name, client in clients.items():
+                # The servers swap places every round, so neither always follows the bare
+                # engine's process.
+                turns = list(clients.items())
+                for name, client in turns[::-1] if r % 2 else turns:
+                    before = await engine_counters(client) if name == "codey" else {}
+                    started = time.perf_counter()
                     row[name] = await chats(client, n, args.tokens, offset)
+                    if before:
+                        after, wall = await engine_counters(client), time.perf_counter() - started
+                        steps = after["steps"] - before["steps"]
+                        busy = after["decode_seconds"] - before["decode_seconds"]
+                        row["codey decode share"] = busy / wall
+                        row["codey step ms"] = 1000 * busy / steps
                 rounds.append(row)
             result["rounds"][n] = rounds
             result["bare"][n] = statistics.median(row["bare"] for row in rounds)
@@ -339,6 +357,8 @@ def report(result: dict[str, Any]) -> None:
         *columns,
         "codey / bare",
         "codey / llama.cpp",
+        "codey step ms",
+        "codey in llama_decode",
         title="aggregate tokens/s: medians of the rounds, and of each round's ratio",
     )
     for n in result["streams"]:
@@ -355,7 +375,9 @@ def report(result: dict[str, Any]) -> None:
             if theirs
             else "-"
         )
-        row += [f"{by_bare:.2f}", by_server]
+        step_ms = statistics.median(r["codey step ms"] for r in rounds)
+        share = statistics.median(r["codey decode share"] for r in rounds)
+        row += [f"{by_bare:.2f}", by_server, f"{step_ms:.1f}", f"{share:.0%}"]
         table.add_row(*row)
     console.print(table)
     if "typing" not in result["codey"]:
