@@ -298,7 +298,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     started = time.perf_counter()
                     row[name] = await chats(client, n, args.tokens, offset)
                     if before:
-                        after, wall = await engine_counters(client), time.perf_counter() - started
+                        wall = time.perf_counter() - started
+                        after = await engine_counters(client)
                         steps = after["steps"] - before["steps"]
                         busy = after["decode_seconds"] - before["decode_seconds"]
                         row["codey decode share"] = busy / wall
