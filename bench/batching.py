@@ -71,22 +71,34 @@ SOURCES = ("httpx/_client.py", "click/core.py", "rich/console.py", "jinja2/envir
 
 
 @asynccontextmanager
-async def codey_server(port: int, **settings: str) -> AsyncIterator[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEY_")}
-    env["CODEY_MODEL__AVAILABLE"] = json.dumps([DEFAULT.name])  # the GGUF the others load
-    env.update(settings)
+async def codey_server(
+    port: int, *, source: Path | None = None, seconds: float = 120, **settings: str
+) -> AsyncIterator[str]:
+    """`codey serve` on `port` with quotas raised, its own SQLite file and `settings` in its
+    environment, until the block ends; from this tree, with every service on the GGUF the
+    other engines load, or from the package in `source` (another commit's `src` folder, whose
+    settings may predate `model.available`)."""
     tmp = tempfile.mkdtemp(prefix="codey-bench-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEY_")}
+    if source is None:
+        env["CODEY_MODEL__AVAILABLE"] = json.dumps([DEFAULT.name])
+    else:
+        env["PYTHONPATH"] = str(source)
+    env.update(settings)
     env["CODEY_STORE__SQLITE_PATH"] = f"{tmp}/codey.db"
     for service in ("GENERATION", "CHAT", "COMPLETION"):
         env[f"CODEY_LIMITS__{service}__REQUESTS_PER_DAY"] = "1000000"
         env[f"CODEY_LIMITS__{service}__REQUESTS_PER_MINUTE"] = "100000"
-    codey = Path(sys.executable).with_name("codey")
     process = subprocess.Popen(
-        [str(codey), "serve", "--port", str(port)], env=env, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "codey", "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        await until_ready(url, process, seconds=120)
+        await until_ready(url, process, seconds=seconds)
         yield url
     finally:
         process.terminate()

@@ -26,16 +26,14 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
-from batching import until_ready  # bench/batching.py, beside this script
+from batching import NO_CACHE, codey_server  # bench/batching.py, beside this script
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -48,28 +46,6 @@ from codey.provision.catalogue import SMALL, find
 console = Console(width=120)
 REPO = Path(__file__).resolve().parents[1]
 THEN = "c1c8298"
-NO_CACHE = {"cache-control": "no-cache, no-store"}
-
-
-@asynccontextmanager
-async def server(port: int, source: Path, env: dict[str, str]) -> AsyncIterator[str]:
-    """`codey serve` from the package in `source` (a `src` folder), until the block ends."""
-    tmp = tempfile.mkdtemp(prefix="codey-bench-")
-    full = {k: v for k, v in os.environ.items() if not k.startswith("CODEY_")}
-    full |= {"PYTHONPATH": str(source), "CODEY_STORE__SQLITE_PATH": f"{tmp}/codey.db", **env}
-    full["CODEY_LIMITS__COMPLETION__REQUESTS_PER_DAY"] = "1000000"
-    full["CODEY_LIMITS__COMPLETION__REQUESTS_PER_MINUTE"] = "100000"
-    command = [sys.executable, "-m", "codey", "serve", "--port", str(port)]
-    process = subprocess.Popen(
-        command, env=full, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        await until_ready(url, process, seconds=180)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 def source_at(commit: str) -> Path:
@@ -99,13 +75,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings()
     small = model_path(settings.model.cache_dir, SMALL)
     now_model = find(args.now_model)
-    targets = {
+    targets: dict[str, tuple[Path | None, dict[str, str]]] = {
         f"then ({args.then}, {SMALL.name})": (
             source_at(args.then),
             {"CODEY_MODEL__PATH": str(small)},
         ),
         f"now ({now_model.name})": (
-            REPO / "src",
+            None,
             {"CODEY_MODEL__AVAILABLE": json.dumps([now_model.name])},
         ),
     }
@@ -120,7 +96,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         clients = {}
         for port, (name, (source, env)) in enumerate(targets.items(), start=args.port):
             console.print(f"starting {name} ...")
-            url = await stack.enter_async_context(server(port, source, env))
+            url = await stack.enter_async_context(
+                codey_server(port, source=source, seconds=180, **env)
+            )
             clients[name] = await stack.enter_async_context(
                 httpx.AsyncClient(base_url=url, headers=NO_CACHE, timeout=300)
             )
