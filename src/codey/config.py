@@ -152,6 +152,20 @@ class CompletionSettings(SamplingDefaults):
         description="Tokens of other files (repository context) a completion prompt may carry; "
         "the least relevant files are left out first. Cached between keystrokes.",
     )
+    # llama.cpp's /infill keeps 3/4 and 1/4 of its 2,048-token batch: a whole file sent by an
+    # editor gets a suggestion in seconds, not a 400 or a minute of prompt.
+    prefix_tokens: int | None = Field(
+        default=1536,
+        ge=16,
+        description="Embedded engine: tokens of the code before the cursor a completion prompt "
+        "keeps at most (the nearest whole lines); unset keeps all that the window holds.",
+    )
+    suffix_tokens: int | None = Field(
+        default=512,
+        ge=0,
+        description="Embedded engine: tokens of the code after the cursor kept at most (whole "
+        "lines from the cursor on); unset keeps all.",
+    )
 
 
 class ServerSettings(_Section):

@@ -20,7 +20,7 @@ from codey.backends.base import (
     TextPrompt,
 )
 from codey.backends.fim import SourceFile
-from codey.backends.llamacpp import LlamaCppBackend
+from codey.backends.llamacpp import PREFIX_LINE_STEP, LlamaCppBackend
 from codey.errors import ContextOverflow
 from tests.backends.answers import assert_same_answer
 
@@ -88,6 +88,46 @@ async def test_other_files_go_in_the_repository_format_and_the_nearest_fit_the_b
     assert len(bare) == cursor
     # The window bounds them too: the room left after the answer's tokens.
     assert backend.render(prompt, room=len(cut))[0] == cut
+
+
+async def test_the_code_around_the_cursor_keeps_the_nearest_whole_lines_within_its_budgets(
+    backend: LlamaCppBackend,
+) -> None:
+    vocab = backend.vocabulary
+
+    def parts(prompt: InfillPrompt) -> tuple[str, str, int, int]:
+        """The prefix and suffix as rendered, and their token counts."""
+        tokens, _ = backend.render(prompt)
+        text = "".join(vocab.token_text(t) for t in tokens)
+        prefix, suffix = text.removeprefix("<|fim_prefix|>").split("<|fim_suffix|>")
+        suffix = suffix.removesuffix("<|fim_middle|>")
+        return (
+            prefix,
+            suffix,
+            len(vocab.tokenize(prefix, special=False)),
+            len(vocab.tokenize(suffix, special=False)),
+        )
+
+    lines = [f"total_{i} = compute(values[{i}], scale={i * 7})\n" for i in range(100)]
+    prefix, suffix = "".join(lines) + "    return ", "".join(reversed(lines))
+    whole = InfillPrompt(prefix, suffix)
+    assert parts(whole)[:2] == (prefix, suffix)  # no budget, no cut
+    kept_prefix, kept_suffix, n_prefix, n_suffix = parts(
+        replace(whole, prefix_budget=200, suffix_budget=60)
+    )
+    assert n_prefix <= 200 and n_suffix <= 60
+    assert prefix.endswith(kept_prefix) and kept_prefix.endswith("    return ")
+    dropped = prefix[: len(prefix) - len(kept_prefix)].count("\n")
+    assert dropped % PREFIX_LINE_STEP == 0  # whole lines, a step at a time
+    assert n_prefix > 200 - PREFIX_LINE_STEP * 20  # ... and no more steps than it needs
+    assert suffix.startswith(kept_suffix) and kept_suffix.endswith("\n")
+    assert n_suffix > 60 - 20  # the next line would not have fit
+    # Typing at the cursor keeps the kept prefix's start, so the slot's cells stay good.
+    typed, *_ = parts(replace(whole, prefix=prefix + "t", prefix_budget=200, suffix_budget=60))
+    assert typed == kept_prefix + "t"
+    # A budget smaller than the cursor's line keeps that line whole all the same.
+    tiny = parts(replace(whole, prefix_budget=16, suffix_budget=0))
+    assert tiny[0] == "    return " and tiny[1] == lines[-1]
 
 
 async def test_a_prompt_only_request_fills_the_cache_for_the_next(

@@ -8,6 +8,8 @@ import pytest
 
 from codey.backends.base import InfillPrompt, TextPrompt
 from codey.backends.fake import FakeBackend, Rule, tokens_of
+from codey.backends.fim import SourceFile
+from codey.config import CompletionSettings
 from codey.errors import InvalidRequest
 from codey.runtime import Runtime
 from codey.services.completion import (
@@ -127,6 +129,22 @@ async def test_completion_asks_the_engine_first_and_names_the_session() -> None:
     assert params.until is not None
 
 
+async def test_the_code_around_the_cursor_goes_to_the_engine_with_its_budgets() -> None:
+    """Budgets in tokens, which only the engine can count; every infill path passes them."""
+    backend = FakeBackend()
+    settings = CompletionSettings(prefix_tokens=300, suffix_tokens=100, context_tokens=50)
+    service = CompletionService(backend, settings)
+    files = (SourceFile("util.py", "X = 1\n"),)
+    await service.complete(CompletionRequest(PREFIX, SUFFIX, files=files, path="main.py"))
+    await service.raw(PREFIX, SUFFIX, Sampling(max_tokens=16))
+    await service.infill(InfillPrompt(PREFIX, SUFFIX), Sampling(max_tokens=16))
+    budgets = [(p.prefix_budget, p.suffix_budget, p.files_budget) for p in backend.prompts]
+    assert budgets == [(300, 100, 50), (300, 100, None), (300, 100, None)]
+    unbounded = CompletionService(backend, CompletionSettings(prefix_tokens=None))
+    await unbounded.raw(PREFIX, SUFFIX, Sampling(max_tokens=16))
+    assert backend.prompts[-1].prefix_budget is None  # type: ignore[union-attr]
+
+
 async def test_a_raw_prompt_in_the_models_fim_markers_is_an_infill_prompt() -> None:
     """Editors (Continue) write the FIM prompt themselves and send it to /v1/completions."""
     backend = FakeBackend()
@@ -134,7 +152,9 @@ async def test_a_raw_prompt_in_the_models_fim_markers_is_an_infill_prompt() -> N
     context = "<|repo_name|>demo\n<|file_sep|>util.py\nX = 1\n<|file_sep|>main.py\n"
     text = f"{context}<|fim_prefix|>def f():\n    <|fim_suffix|>\n<|fim_middle|>"
     generation = await service.raw(text, None, Sampling(max_tokens=16))
-    assert backend.prompts[-1] == InfillPrompt("def f():\n    ", "\n", context)
+    assert backend.prompts[-1] == InfillPrompt(
+        "def f():\n    ", "\n", context, prefix_budget=1536, suffix_budget=512
+    )
     assert generation.choices[0].text == "return 42"  # the fake's answer to an infill prompt
     await service.raw("def f():\n    return", None, Sampling(max_tokens=16))
     assert backend.prompts[-1] == TextPrompt("def f():\n    return")

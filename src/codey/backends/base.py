@@ -56,6 +56,11 @@ class InfillPrompt:
     """The project's name, as the repository format names it."""
     files_budget: int | None = None
     """Tokens the files may take at most; None: whatever the window leaves."""
+    prefix_budget: int | None = None
+    """Tokens of the prefix at most: engines keep the whole lines nearest the cursor that fit
+    (and always the cursor's line); None: all of it."""
+    suffix_budget: int | None = None
+    """Tokens of the suffix at most, whole lines from the cursor on; None: all of it."""
 
     def preamble(self, template: FimTemplate | None) -> str:
         """`context` and the files as one text, for engines that take markers as text: the

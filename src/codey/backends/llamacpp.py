@@ -34,6 +34,8 @@ from codey.provision.catalogue import DEFAULT, CatalogueModel
 from codey.provision.gguf_header import GGUFHeader, read_header
 
 Rendered = tuple[list[int], tuple[str, ...]]
+PREFIX_LINE_STEP = 8
+"""Lines a prefix over its budget loses at a time."""
 
 
 class LlamaCppBackend(Backend):
@@ -164,9 +166,9 @@ class LlamaCppBackend(Backend):
             context = engine.tokenize(prompt.context, special=True) if prompt.context else []
             cursor = (
                 engine.tokenize(fim.prefix, special=True)
-                + engine.tokenize(prompt.prefix, special=False)
+                + self._prefix_tokens(prompt.prefix, prompt.prefix_budget)
                 + engine.tokenize(fim.suffix, special=True)
-                + engine.tokenize(prompt.suffix, special=False)
+                + self._suffix_tokens(prompt.suffix, prompt.suffix_budget)
                 + engine.tokenize(fim.middle, special=True)
             )
             if prompt.files:
@@ -174,6 +176,37 @@ class LlamaCppBackend(Backend):
                 context += self._files(prompt, room - len(context) - len(cursor))
             return context + cursor, fim.stop
         raise TypeError(f"unknown prompt type {type(prompt).__name__}")
+
+    def _prefix_tokens(self, prefix: str, budget: int | None) -> list[int]:
+        """The prefix's tokens, or those of its last whole lines that fit in `budget` (the
+        cursor's line always). Lines go PREFIX_LINE_STEP at a time from the start, so that
+        typing at the cursor keeps the prompt's start, and with it the slot's cached cells,
+        until the budget forces another cut."""
+        tokens = self.vocabulary.tokenize(prefix, special=False)
+        if budget is None or len(tokens) <= budget:
+            return tokens
+        lines = prefix.splitlines(keepends=True)
+        cuts = range(PREFIX_LINE_STEP, len(lines), PREFIX_LINE_STEP)
+        # Fewer tokens the more lines go: the first cut that fits, else only the cursor's line.
+        first = bisect.bisect_left(
+            cuts, True, key=lambda cut: len(self._text_tokens(lines[cut:])) <= budget
+        )
+        return self._text_tokens(lines[cuts[first] :] if first < len(cuts) else lines[-1:])
+
+    def _suffix_tokens(self, suffix: str, budget: int | None) -> list[int]:
+        """The suffix's tokens, or those of its first whole lines that fit in `budget` (the
+        rest of the cursor's line always)."""
+        tokens = self.vocabulary.tokenize(suffix, special=False)
+        if budget is None or len(tokens) <= budget:
+            return tokens
+        lines = suffix.splitlines(keepends=True)
+        fits = bisect.bisect_right(
+            range(1, len(lines)), False, key=lambda n: len(self._text_tokens(lines[:n])) > budget
+        )
+        return self._text_tokens(lines[: max(fits, 1)])
+
+    def _text_tokens(self, lines: list[str]) -> list[int]:
+        return self.vocabulary.tokenize("".join(lines), special=False)
 
     def _files(self, prompt: InfillPrompt, room: int) -> list[int]:
         """The other files in the repository format, the nearest to the cursor (the last)

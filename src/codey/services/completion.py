@@ -276,10 +276,15 @@ class CompletionService:
         )
 
     def _budgeted(self, infill: InfillPrompt) -> InfillPrompt:
-        """`infill` with its other files held to `completion.context_tokens`."""
-        if not infill.files:
-            return infill
-        return replace(infill, files_budget=self.defaults.context_tokens)
+        """`infill` with its other files held to `completion.context_tokens` and the code
+        around the cursor to `completion.prefix_tokens` and `suffix_tokens`."""
+        d = self.defaults
+        return replace(
+            infill,
+            files_budget=d.context_tokens if infill.files else None,
+            prefix_budget=d.prefix_tokens,
+            suffix_budget=d.suffix_tokens,
+        )
 
     def _raw_prompt(self, prompt: str, suffix: str | None) -> TextPrompt | InfillPrompt:
         """An infill prompt for a suffix, or for a prompt written in the served model's
