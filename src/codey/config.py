@@ -61,7 +61,9 @@ class ModelSettings(_Section):
         ge=0,
         description="When a prompt ends like the slot's last one (the code after the cursor), "
         "reuse that end's KV cells moved to their new positions if it is at least this long, "
-        "instead of reading it again (llama.cpp's cache reuse); 0 reads it again.",
+        "instead of reading it again (llama.cpp's cache reuse); 0 reads it again. Moving "
+        "lends cells between sequences, so it puts every slot in one pool of cells, where "
+        "each token's attention scans all of them.",
     )
     max_queued_tokens: int = Field(
         default=262144,

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from codey.backends.base import ChatPrompt, Choice, Message, SamplingParams
@@ -208,6 +209,40 @@ def test_a_session_gets_the_slot_it_used_last(engine: LlamaEngine, batcher: Batc
     assert slot.prompt == tokens(engine, "unrelated = True")
 
 
+def test_pieces_in_any_order_get_their_own_logits(engine: LlamaEngine) -> None:
+    """The engine hands llama.cpp the pieces in sequence order; the step indices it returns
+    follow the order it was given."""
+    prompts = {0: tokens(engine, "1, 2, 3, 4,"), 1: tokens(engine, "The capital of France is")}
+
+    def top(pieces: list[Piece]) -> list[int]:
+        engine.reset()
+        return [int(np.argmax(engine.logits(i))) for i in engine.decode(pieces)]
+
+    alone = [top([Piece(seq, 0, prompts[seq])])[0] for seq in (0, 1)]
+    assert alone[0] != alone[1]
+    assert top([Piece(1, 0, prompts[1]), Piece(0, 0, prompts[0])]) == alone[::-1]
+    engine.reset()
+
+
+def test_a_request_with_nothing_to_reuse_joins_the_busy_sequences(
+    engine: LlamaEngine, batcher: Batcher
+) -> None:
+    """llama.cpp steps a run of consecutive sequences in one pass, and each further run in
+    another: a new request takes the idle slot next to a busy one over the least recent."""
+    one = SamplingParams(max_tokens=1, temperature=0)
+    batcher.run(tokens(engine, "x = 1"), one)  # slot 0, then slot 1: each the least recent
+    batcher.run(tokens(engine, "y = 2"), one)
+    tracker = Tracker(batcher)
+    tracker.submit("long", tokens(engine, "# count to a hundred\n1, 2, 3,"), GREEDY)
+    while not tracker.first_token:  # slot 2, the only one without a prompt
+        time.sleep(0.01)
+    assert batcher.slots[2].request is not None
+    z = tokens(engine, "z = 3")
+    batcher.run(z, one)
+    assert batcher.slots[1].prompt[: len(z)] == z  # beside slot 2, not the older slot 0
+    tracker.wait("long")
+
+
 def test_completion_is_scheduled_before_waiting_chats_and_chats_are_not_starved(
     engine: LlamaEngine,
 ) -> None:
@@ -293,14 +328,20 @@ def test_cancelling_frees_the_slot_within_a_step(engine: LlamaEngine, batcher: B
 
 
 def test_a_keystroke_before_a_long_suffix_moves_the_suffix_instead_of_reading_it(
-    engine: LlamaEngine,
+    backend: LlamaCppBackend, engine: LlamaEngine
 ) -> None:
-    engine.reset()
-    batcher = Batcher(engine, shift=32)  # off by default (model.shift_tokens)
+    with pytest.raises(ValueError, match="shared pool"):
+        Batcher(engine, shift=32)  # a stream per sequence cannot lend cells
+    pooled = LlamaEngine(
+        Path(backend.engine.spec.path), context_length=2048, threads=2, batch_size=512, slots=2,
+        shared_pool=True,
+    )  # fmt: skip
+    batcher = Batcher(pooled, shift=32)  # off by default (model.shift_tokens)
     try:
-        _moves_the_suffix(engine, batcher)
+        _moves_the_suffix(pooled, batcher)
     finally:
         batcher.close()
+        pooled.close()
 
 
 def _moves_the_suffix(engine: LlamaEngine, batcher: Batcher) -> None:

@@ -170,6 +170,8 @@ class Batcher:
         self.engine = engine
         self.chunk = min(chunk, engine.batch_size)
         self.aging = aging
+        if shift and not engine.shared_pool:
+            raise ValueError("Moving a shared end lends cells between sequences: a shared pool.")
         self.shift = shift
         """Shared prompt ends at least this long are moved instead of read again; 0: never."""
         self.reserve = min(reserve, engine.slots - 1)
@@ -330,9 +332,15 @@ class Batcher:
         # the prompt (a shared chat template or FIM opening does not).
         if reusable[id(best)] >= min(self.chunk, len(request.tokens) // 2):
             return best
-        # Nothing to reuse: spare other sessions' prompts, then any cached one, then the least
-        # recently used.
-        return min(idle, key=lambda s: (s.session is not None, bool(s.prompt), s.used))
+        # Nothing to reuse: spare other sessions' prompts, then keep the busy sequences together
+        # (each run of consecutive ones costs llama.cpp a pass of the step), then spare any
+        # cached prompt, then take the least recently used.
+        busy = {s.seq for s in self.slots if s.request is not None}
+
+        def apart(slot: Slot) -> bool:
+            return bool(busy) and not {slot.seq - 1, slot.seq + 1} & busy
+
+        return min(idle, key=lambda s: (s.session is not None, apart(s), bool(s.prompt), s.used))
 
     def _saved(self, slot: Slot, tokens: list[int], priority: int) -> int:
         """Prompt tokens `slot` spares a request: its shared start, and its shared end if that

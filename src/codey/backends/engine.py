@@ -2,11 +2,14 @@
 `llama_decode` per step over tokens of any of them.
 
 Runs in the engine process (engine_worker.py), never in the server; only the batcher's thread
-calls it. The sequences share one pool of cells (`kv_unified`): any mix of them is computed in
-one pass, and a sequence's cells can be lent to another without copying them, which is how a
-keystroke before the cursor is read without reading the code after it again. Flash attention
-skips the cells a sequence may not see, so what other clients left in the cache changes a
-sequence's logits only by the rounding of how its own cells are split between threads.
+calls it. Each sequence has a stream of cells of its own, as in llama.cpp's server: its
+attention reads only its own cells, never what other clients left in the cache. llama.cpp
+steps sequences with consecutive ids together and the others in further passes, so the
+batcher keeps the busy ones together. With `shared_pool`, the sequences share one pool of
+cells instead (`kv_unified`), where a sequence's cells can be lent to another without
+copying, which is how a keystroke before the cursor is read without reading the code after
+it again; but every token's attention then scans every sequence's cells, about twice the
+time (docs/benchmarks.md, "One stream per slot").
 """
 
 from __future__ import annotations
@@ -77,15 +80,17 @@ class LlamaEngine:
         batch_size: int,
         slots: int = 1,
         extra_buffers: bool = True,
+        shared_pool: bool = False,
         turn: Path | None = None,
     ) -> None:
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = 0
         model_params.use_extra_bufts = extra_buffers
         context = llama_cpp.llama_context_default_params()
-        context.n_ctx = context_length * slots
-        context.n_seq_max = slots + 1  # and a scratch sequence (`self.scratch`)
-        context.kv_unified = True
+        # A shared pool has a scratch sequence too (`self.scratch`).
+        context.n_seq_max = slots + 1 if shared_pool else slots
+        context.n_ctx = context_length * context.n_seq_max
+        context.kv_unified = shared_pool
         context.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         context.n_batch = context.n_ubatch = batch_size
         context.n_threads = context.n_threads_batch = threads
@@ -104,8 +109,10 @@ class LlamaEngine:
         AMX, ..."""
         self.threads = threads
         self.slots = slots
+        self.shared_pool = shared_pool
         self.scratch = slots
-        """A sequence id of no slot's, for reading tokens in front of cells a slot keeps."""
+        """A sequence id of no slot's, for reading tokens in front of cells a slot keeps (in a
+        shared pool only)."""
         self.batch_size = batch_size
         self.n_vocab = self.model.n_vocab()
         self.context_length = context_length
@@ -169,8 +176,10 @@ class LlamaEngine:
         """Evaluate `pieces` in one step; returns, in order, the step index of each piece's last
         token (its logits rows are that index and the `outputs - 1` before it)."""
         batch, n = self._batch, 0
-        ends: list[int] = []
-        for seq, start, tokens, outputs in pieces:
+        ends = [0] * len(pieces)
+        # In sequence order: llama.cpp takes a stream into a pass only after the one before it.
+        for i in sorted(range(len(pieces)), key=lambda i: pieces[i].seq):
+            seq, start, tokens, outputs = pieces[i]
             first_output = len(tokens) - outputs
             for offset, token in enumerate(tokens):
                 batch.token[n] = token
@@ -179,7 +188,7 @@ class LlamaEngine:
                 batch.seq_id[n][0] = seq
                 batch.logits[n] = offset >= first_output
                 n += 1
-            ends.append(n - 1)
+            ends[i] = n - 1
         batch.n_tokens = n
         if self._turn is None:
             code = llama_cpp.llama_decode(self.context.ctx, batch)

@@ -45,6 +45,7 @@ def main(argv: list[str]) -> int:
             batch_size=spec["batch_size"],
             slots=spec["slots"],
             extra_buffers=extra_buffers,
+            shared_pool=spec.get("shift_tokens", 0) > 0,  # moving cells lends them
             turn=Path(spec["turn"]) if spec.get("turn") else None,
         )
     except CodeyError as exc:
