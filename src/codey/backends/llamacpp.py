@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -200,9 +201,7 @@ class LlamaCppBackend(Backend):
         if budget is None or len(tokens) <= budget:
             return tokens
         lines = suffix.splitlines(keepends=True)
-        fits = bisect.bisect_right(
-            range(1, len(lines)), False, key=lambda n: len(self._text_tokens(lines[:n])) > budget
-        )
+        fits = _lines_within(lines, budget, lambda start: len(self._text_tokens(start)))
         return self._text_tokens(lines[: max(fits, 1)])
 
     def _text_tokens(self, lines: list[str]) -> list[int]:
@@ -231,13 +230,9 @@ class LlamaCppBackend(Backend):
             tokens = part(file)
             if len(tokens) > left:
                 lines = file.text.splitlines(keepends=True)
-                fits = bisect.bisect(
-                    range(len(lines) + 1),
-                    left,
-                    key=lambda n: len(part(SourceFile(file.path, "".join(lines[:n])))),
-                )
-                if fits > 1:  # at least one line of the file
-                    kept = part(SourceFile(file.path, "".join(lines[: fits - 1]))) + kept
+                fits = _lines_within(lines, left, functools.partial(_part_size, part, file.path))
+                if fits:  # at least one line of the file
+                    kept = part(SourceFile(file.path, "".join(lines[:fits]))) + kept
                 break
             kept, left = tokens + kept, left - len(tokens)
         return first + kept + last if kept else []
@@ -263,6 +258,17 @@ class LlamaCppBackend(Backend):
                 )
             tokens += tokenize(before, special=True) + tokenize(message.content, special=False)
         return tokens + tokenize(text, special=True), tuple(s for s in stop if s)
+
+
+def _lines_within(lines: list[str], budget: int, size: Callable[[list[str]], int]) -> int:
+    """How many of `lines`, from the first, fit in `budget` tokens as `size` counts them."""
+    fits = bisect.bisect(range(len(lines) + 1), budget, key=lambda n: size(lines[:n]))
+    return max(fits - 1, 0)  # 0 also when not even an empty start fits (a file's header)
+
+
+def _part_size(part: Callable[[SourceFile], list[int]], path: str, lines: list[str]) -> int:
+    """Tokens of the file at `path` holding only `lines`, as `part` renders it."""
+    return len(part(SourceFile(path, "".join(lines))))
 
 
 @register("llamacpp")
