@@ -128,6 +128,10 @@ async def test_the_code_around_the_cursor_keeps_the_nearest_whole_lines_within_i
     # A budget smaller than the cursor's line keeps that line whole all the same.
     tiny = parts(replace(whole, prefix_budget=16, suffix_budget=0))
     assert tiny[0] == "    return " and tiny[1] == lines[-1]
+    # A native request's free-text context leads the prefix whole: the budget cuts the code.
+    lead = "# Totals are rounded to cents.\n\n"
+    led, *_ = parts(replace(whole, prefix_budget=200, suffix_budget=60, lead=lead))
+    assert led == lead + kept_prefix
 
 
 async def test_a_prompt_only_request_fills_the_cache_for_the_next(

@@ -19,6 +19,7 @@ from codey.services.completion import (
     Shaping,
 )
 from codey.services.sampling import Sampling
+from codey.services.suggestions import heal_prefix
 
 PREFIX = (
     "def average(values):\n"
@@ -143,6 +144,20 @@ async def test_the_code_around_the_cursor_goes_to_the_engine_with_its_budgets() 
     unbounded = CompletionService(backend, CompletionSettings(prefix_tokens=None))
     await unbounded.raw(PREFIX, SUFFIX, Sampling(max_tokens=16))
     assert backend.prompts[-1].prefix_budget is None  # type: ignore[union-attr]
+
+
+async def test_free_text_context_leads_the_prefix_outside_its_budget() -> None:
+    """The engine cuts a long prefix from its start: the caller's context must not be what
+    goes first."""
+    backend = FakeBackend()
+    await CompletionService(backend).complete(
+        CompletionRequest(PREFIX, SUFFIX, context="Prices are in cents.\n")
+    )
+    (prompt,) = backend.prompts
+    assert isinstance(prompt, InfillPrompt)
+    code = heal_prefix(PREFIX)[0]  # the cursor's indentation goes back to the model's choice
+    assert (prompt.lead, prompt.prefix) == ("Prices are in cents.\n\n", code)
+    assert prompt.before_cursor == f"Prices are in cents.\n\n{code}"
 
 
 async def test_a_raw_prompt_in_the_models_fim_markers_is_an_infill_prompt() -> None:

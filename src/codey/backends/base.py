@@ -61,6 +61,15 @@ class InfillPrompt:
     (and always the cursor's line); None: all of it."""
     suffix_budget: int | None = None
     """Tokens of the suffix at most, whole lines from the cursor on; None: all of it."""
+    lead: str = ""
+    """Plain text right before the prefix, inside the fill-in-the-middle prompt (a native
+    request's free-text context): tokenized as text and kept whole, since `prefix_budget`
+    is the code's."""
+
+    @property
+    def before_cursor(self) -> str:
+        """What the model reads before the cursor: `lead`, then the prefix."""
+        return self.lead + self.prefix
 
     def preamble(self, template: FimTemplate | None) -> str:
         """`context` and the files as one text, for engines that take markers as text: the

@@ -44,7 +44,7 @@ def infill_as_chat(prompt: InfillPrompt) -> ChatPrompt:
     preamble = prompt.preamble(None)
     context = f"Other code of the project:\n{preamble}\n\n" if preamble else ""
     request = (
-        f"{context}{_BEFORE}\n{prompt.prefix}{_END}\n"
+        f"{context}{_BEFORE}\n{prompt.before_cursor}{_END}\n"
         f"{_AFTER}\n{prompt.suffix}{_END}\n"
         "Answer with only the code that goes at the cursor, between the two parts above."
     )

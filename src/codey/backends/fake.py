@@ -188,7 +188,7 @@ def _text_of(prompt: Prompt) -> str:
         return "\n".join(f"{m.role}: {m.content}" for m in prompt.messages)
     if isinstance(prompt, TextPrompt):
         return prompt.text
-    return f"{prompt.preamble(FIM_TEMPLATES['qwen'])}{prompt.prefix}<fill>{prompt.suffix}"
+    return f"{prompt.preamble(FIM_TEMPLATES['qwen'])}{prompt.before_cursor}<fill>{prompt.suffix}"
 
 
 @register("fake")

@@ -167,6 +167,7 @@ class LlamaCppBackend(Backend):
             context = engine.tokenize(prompt.context, special=True) if prompt.context else []
             cursor = (
                 engine.tokenize(fim.prefix, special=True)
+                + engine.tokenize(prompt.lead, special=False)
                 + self._prefix_tokens(prompt.prefix, prompt.prefix_budget)
                 + engine.tokenize(fim.suffix, special=True)
                 + self._suffix_tokens(prompt.suffix, prompt.suffix_budget)

@@ -226,18 +226,19 @@ class OpenAIBackend(Backend):
                 "/completions",
                 {
                     **completion,
-                    "prompt": prompt.preamble(None) + prompt.prefix,
+                    "prompt": prompt.preamble(None) + prompt.before_cursor,
                     "suffix": prompt.suffix,
                 },
                 False,
             )
         template = FIM_TEMPLATES[self._infill]
         stop = [*params.stop, *template.stop]
+        fim = template.render(prompt.before_cursor, prompt.suffix)
         return (
             "/completions",
             {
                 **completion,
-                "prompt": prompt.preamble(template) + template.render(prompt.prefix, prompt.suffix),
+                "prompt": prompt.preamble(template) + fim,
                 "stop": stop,
             },
             False,

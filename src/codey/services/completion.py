@@ -236,12 +236,11 @@ class CompletionService:
             )
         started = time.perf_counter()
         model_prefix, removed = heal_prefix(request.prefix)
-        if request.context and request.context.strip():
-            model_prefix = f"{request.context.rstrip()}\n\n{model_prefix}"
+        context = request.context.rstrip() if request.context else ""
         infill = self._budgeted(
             InfillPrompt(
                 model_prefix, request.suffix, files=request.files, path=request.path,
-                repo=request.repo,
+                repo=request.repo, lead=f"{context}\n\n" if context else "",
             )
         )  # fmt: skip
         params = Sampling(

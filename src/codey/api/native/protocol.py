@@ -221,7 +221,11 @@ class CompleteBody(_NativeJob):
     language: Language = "python"
     max_completions: Annotated[StrictInt, Field(ge=1, le=MAX_COMPLETIONS), WHOLE] = 3
     max_tokens: Annotated[StrictInt, Field(ge=1, le=512), WHOLE] | None = None
-    context: str | None = None
+    context: str | None = Field(
+        default=None,
+        description="Free text the model reads right before the prefix (a note, a spec), kept "
+        "whole: only the code is cut to `completion.prefix_tokens`.",
+    )
     files: list[FileIn] = Field(
         default_factory=list,
         max_length=64,
