@@ -133,14 +133,24 @@ def llama_cpp_server(model: Path, slots: int, threads: int) -> AbstractContextMa
 # -- workloads -------------------------------------------------------------------------------
 
 
-async def chats(client: httpx.AsyncClient, streams: int, tokens: int, offset: int) -> float:
-    """Aggregate tokens/s of `streams` concurrent chats."""
+async def chats(
+    client: httpx.AsyncClient,
+    streams: int,
+    tokens: int,
+    offset: int,
+    step_ms: list[float] | None = None,
+) -> float:
+    """Aggregate tokens/s of `streams` concurrent chats. `step_ms` collects llama.cpp server's
+    own time per generated token of each answer (its `timings`), a step of the whole batch."""
     prompts = chat_prompts(offset + streams)[offset:]
 
     async def one(i: int) -> int:
         r = await client.post("/v1/chat/completions", json=chat_body(prompts[i], tokens))
         r.raise_for_status()
-        return int(r.json()["usage"]["completion_tokens"])
+        body = r.json()
+        if step_ms is not None and "timings" in body:
+            step_ms.append(float(body["timings"]["predicted_per_token_ms"]))
+        return int(body["usage"]["completion_tokens"])
 
     rate, _ = await aggregate(one, streams)
     return rate
@@ -308,7 +318,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for name, client in turns[::-1] if r % 2 else turns:
                     before = await engine_counters(client) if name == "codey" else {}
                     started = time.perf_counter()
-                    row[name] = await chats(client, n, args.tokens, offset)
+                    server_steps: list[float] = []
+                    row[name] = await chats(client, n, args.tokens, offset, server_steps)
+                    if server_steps:
+                        row["server step ms"] = statistics.median(server_steps)
                     if before:
                         wall = time.perf_counter() - started
                         after = await engine_counters(client)
@@ -371,6 +384,7 @@ def report(result: dict[str, Any]) -> None:
         "codey / bare",
         "codey / llama.cpp",
         "codey step ms",
+        "server step ms",
         "codey in llama_decode",
         title="aggregate tokens/s: medians of the rounds, and of each round's ratio",
     )
@@ -390,7 +404,9 @@ def report(result: dict[str, Any]) -> None:
         )
         step_ms = statistics.median(r["codey step ms"] for r in rounds)
         share = statistics.median(r["codey decode share"] for r in rounds)
-        row += [f"{by_bare:.2f}", by_server, f"{step_ms:.1f}", f"{share:.0%}"]
+        theirs_ms = [r["server step ms"] for r in rounds if "server step ms" in r]
+        server_ms = f"{statistics.median(theirs_ms):.1f}" if theirs_ms else "-"
+        row += [f"{by_bare:.2f}", by_server, f"{step_ms:.1f}", server_ms, f"{share:.0%}"]
         table.add_row(*row)
     console.print(table)
     if "typing" not in result["codey"]:
