@@ -383,8 +383,8 @@ def report(result: dict[str, Any]) -> None:
         *columns,
         "codey / bare",
         "codey / llama.cpp",
-        "codey step ms",
-        "server step ms",
+        "codey ms a step (prompts too)",
+        "server ms a token (decoding)",
         "codey in llama_decode",
         title="aggregate tokens/s: medians of the rounds, and of each round's ratio",
     )
