@@ -3,6 +3,8 @@ On the shared fake server: none of it needs a model."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -129,3 +131,42 @@ def test_an_unknown_conversation_is_404(fake_client: httpx.Client) -> None:
     response = fake_client.post(f"{NATIVE}/chat", json={"message": "hi", "conversation_id": "nope"})
     assert response.status_code == 404
     assert "nope" in _message(response.json())
+
+
+LONE = "\ud800"  # half of a UTF-16 pair: JSON can spell it, UTF-8 cannot hold it
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "where"),
+    [
+        (f"{NATIVE}/complete", {"prefix": f"x = {LONE}"}, "prefix"),
+        (f"{NATIVE}/chat", {"message": "hi", "context": LONE}, "context"),
+        ("/v1/completions", {"model": "codey", "prompt": "x", "suffix": LONE}, "suffix"),
+        ("/v1/chat/completions",
+         {"model": "codey", "messages": [{"role": "user", "content": LONE}]},
+         "messages.0.content"),
+        ("/infill", {"input_prefix": "x", "input_extra": [{"filename": "a.py", "text": LONE}]},
+         "input_extra.0.text"),
+        (f"{VERTEX}/code-gecko:predict", {"instances": [{"prefix": LONE}]}, "instances.0.prefix"),
+    ],
+)  # fmt: skip
+def test_a_lone_surrogate_is_a_400_that_names_its_field(
+    fake_client: httpx.Client, path: str, body: object, where: str
+) -> None:
+    # json.dumps escapes it as \ud800; a client library would refuse to encode it.
+    content = json.dumps(body).encode()
+    response = fake_client.post(path, content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    message = _message(response.json())
+    assert message.startswith(f"{where}: ") and "surrogate" in message, message
+
+
+def test_escaped_text_that_is_unicode_passes(fake_client: httpx.Client) -> None:
+    """A pair of escapes is one character, and a backslash before u is the caller's text."""
+    body = {"prefix": "face = '\U0001f600'  # \\ud800 in JSON\n", "suffix": ""}
+    content = json.dumps(body).encode()  # the emoji as \ud83d\ude00
+    assert b"\\ud83d\\ude00" in content and b"\\\\ud800" in content
+    response = fake_client.post(
+        f"{NATIVE}/complete", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text

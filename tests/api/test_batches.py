@@ -182,6 +182,8 @@ def test_a_malformed_line_fails_alone_with_its_error(sdk: openai.OpenAI) -> None
         chat_line(2, "wrong-url") | {"url": "/v1/completions"},
         chat_line(3, "bad-field") | {"body": {"model": "codey", "messages": []}},
         chat_line(4, "streamed") | {"body": chat_line(4)["body"] | {"stream": True}},
+        "[" * 5000 + "]" * 5000,  # deeper than any JSON reader goes
+        chat_line(5, "lone") | {"body": chat_line(5)["body"] | {"user": "\ud800"}},
     ]
     uploaded = sdk.files.create(file=("mixed.jsonl", jsonl(lines)), purpose="batch")
     batch = sdk.batches.create(
@@ -189,7 +191,7 @@ def test_a_malformed_line_fails_alone_with_its_error(sdk: openai.OpenAI) -> None
     )
     batch = wait_for(sdk, batch.id, finished)
     assert batch.status == "completed"
-    assert batch.request_counts.completed == 1 and batch.request_counts.failed == 5
+    assert batch.request_counts.completed == 1 and batch.request_counts.failed == 7
     assert [r["custom_id"] for r in output(sdk, batch.output_file_id)] == ["good"]
     errors = output(sdk, batch.error_file_id)
     assert [e["custom_id"] for e in errors] == [
@@ -198,6 +200,8 @@ def test_a_malformed_line_fails_alone_with_its_error(sdk: openai.OpenAI) -> None
         "wrong-url",
         "bad-field",
         "streamed",
+        None,
+        "lone",
     ]
     for error in errors:
         assert error["response"]["status_code"] == 400
@@ -207,6 +211,8 @@ def test_a_malformed_line_fails_alone_with_its_error(sdk: openai.OpenAI) -> None
     assert "POST /v1/chat/completions" in messages[2]
     assert "messages" in messages[3]
     assert "stream" in messages[4]
+    assert "Line 7 is not JSON" in messages[5]
+    assert "body.user: holds a lone UTF-16 surrogate" in messages[6]
 
 
 @pytest.mark.parametrize(
@@ -419,7 +425,8 @@ def test_vertex_batch_prediction_through_the_job_client(server: Server) -> None:
     folder = server.log.parent / "batch"
     (folder / "in").mkdir(parents=True)
     instances = [{"prefix": f"a function named batch_{n} that returns {n}"} for n in range(5)]
-    (folder / "in" / "prompts.jsonl").write_bytes(jsonl([*instances, "[1, 2]"]))
+    deep, lone = "[" * 5000 + "]" * 5000, {"prefix": "\ud800"}
+    (folder / "in" / "prompts.jsonl").write_bytes(jsonl([*instances, "[1, 2]", deep, lone]))
     parent = "projects/demo/locations/us-central1"
     job = client.create_batch_prediction_job(
         parent=parent, batch_prediction_job=prediction_job("in/prompts.jsonl", temperature=0)
@@ -432,17 +439,19 @@ def test_vertex_batch_prediction_through_the_job_client(server: Server) -> None:
         time.sleep(0.1)
         job = client.get_batch_prediction_job(name=job.name)
     assert job.state == JobState.JOB_STATE_SUCCEEDED
-    assert (job.completion_stats.successful_count, job.completion_stats.failed_count) == (5, 1)
+    assert (job.completion_stats.successful_count, job.completion_stats.failed_count) == (5, 3)
     assert job.name in [j.name for j in client.list_batch_prediction_jobs(parent=parent)]
     directory = job.output_info.gcs_output_directory
     assert directory.startswith("out/prediction-code-bison-")
     lines = (folder / directory / "predictions_00001.jsonl").read_text().splitlines()
     results = [json.loads(line) for line in lines]
-    assert [r["instance"] for r in results] == [*instances, [1, 2]]
+    assert [r["instance"] for r in results] == [*instances, [1, 2], deep, lone]
     for n, result in enumerate(results[:5]):
         assert result["status"] == ""
         assert f"def batch_{n}():" in result["predictions"][0]["content"]
     assert "not a JSON object" in results[5]["status"] and "predictions" not in results[5]
+    assert "not JSON" in results[6]["status"]
+    assert "prefix: holds a lone UTF-16 surrogate" in results[7]["status"]
 
     for uri in ("../../etc/passwd", "/etc/passwd"):
         with pytest.raises(google_errors.BadRequest, match="outside"):

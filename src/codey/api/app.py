@@ -19,7 +19,15 @@ from starlette.routing import Route, compile_path
 
 from codey import __version__
 from codey.api import health, observability, openapi
-from codey.api.errors import HttpError, dialect_of, from_codey, from_http, from_validation, render
+from codey.api.errors import (
+    UNEXPECTED,
+    Unexpected,
+    dialect_of,
+    from_codey,
+    from_http,
+    from_validation,
+    render,
+)
 from codey.api.limits import BodyLimit
 from codey.api.llamacpp.router import router as llamacpp_router
 from codey.api.models import served_names
@@ -29,6 +37,7 @@ from codey.api.openai.batches import router as batches_router
 from codey.api.openai.files import router as files_router
 from codey.api.openai.router import router as openai_router
 from codey.api.openai.router import tokenizer
+from codey.api.unicode import SurrogateCheck
 from codey.api.vertex.batches import VertexBatches
 from codey.api.vertex.batches import router as vertex_batches_router
 from codey.api.vertex.router import router as vertex_router
@@ -109,6 +118,9 @@ def create_app(
         lifespan=lifespan,
     )
     uploads = {"/v1/files": settings.batch.max_file_bytes}
+    # The last added runs first: the size limit, then the text check, then the routes.
+    app.add_middleware(Unexpected)
+    app.add_middleware(SurrogateCheck)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes, uploads=uploads)
     retry_after = settings.server.retry_after_seconds
 
@@ -130,9 +142,8 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s", request.url.path)
-        error = HttpError(500, "internal_error", "codey failed unexpectedly; see its log.")
-        return render(error, dialect_of(request.url.path))
+        log.exception("unexpected error on %s", request.url.path)  # in a middleware
+        return render(UNEXPECTED, dialect_of(request.url.path))
 
     app.include_router(health.router)
     app.include_router(observability.router)

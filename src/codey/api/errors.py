@@ -7,14 +7,18 @@ vertex   {"error": {"code", "message", "status"}}
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from codey import errors
+
+log = logging.getLogger("codey.api")
 
 Dialect = Literal["native", "openai", "vertex"]
 
@@ -31,12 +35,14 @@ class HttpError:
 
 _GOOGLE_STATUS = {
     400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-    413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
+    405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
+    500: "INTERNAL",
     502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
 }  # fmt: skip
 _OPENAI_TYPE = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-    404: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_exceeded",
+    404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
+    429: "rate_limit_exceeded",
     503: "server_overloaded",
 }  # fmt: skip
 
@@ -121,3 +127,34 @@ def error_body(error: HttpError, dialect: Dialect) -> dict[str, object]:
 def render(error: HttpError, dialect: Dialect) -> JSONResponse:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
     return JSONResponse(error_body(error, dialect), status_code=error.status, headers=headers)
+
+
+UNEXPECTED = HttpError(500, "internal_error", "codey failed unexpectedly; see its log.")
+
+
+class Unexpected:
+    """ASGI middleware: a bug in a route answers 500 in its dialect's shape, and the connection
+    stays open. (Starlette's own last-resort handler answers too, then raises on to the server,
+    which drops the connection, so a client's next request on it fails.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            if started:  # too late for another answer
+                raise
+            log.exception("unexpected error on %s", scope["path"])
+            await render(UNEXPECTED, dialect_of(scope["path"]))(scope, receive, send)

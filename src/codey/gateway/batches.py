@@ -169,14 +169,27 @@ class BatchRunner:
             log.exception("batch %s line %d could not be read", job.id, line.line)
             await self.store.settle(line, "failed", 500, refused("codey failed on this line."))
             return
+        settled = False
+
+        def settle(
+            status: int, answer: Answer | None, error: str | None
+        ) -> Coroutine[Any, Any, None] | None:
+            nonlocal settled
+            settled = True
+            return self._settle(line, status, answer, error)
+
         try:
-            await self.gateway.serve(call, lambda s, a, e: self._settle(line, s, a, e))
+            await self.gateway.serve(call, settle)
         except CodeyError:
             pass  # settled with its ledger row
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("batch %s line %d failed unexpectedly", job.id, line.line)
+            if not settled:  # tried again later, then failed: never pending for good
+                write = self._settle(line, 500, None, "codey failed on this line.")
+                if write is not None:
+                    await write
 
     def _settle(
         self, line: Line, status: int, answer: Answer | None, error: str | None

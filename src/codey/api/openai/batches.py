@@ -24,6 +24,7 @@ from codey.api.models import pick_model
 from codey.api.native.protocol import CompleteBody, GenerateBody
 from codey.api.openai.files import owned_file, page
 from codey.api.openai.protocol import ChatCompletionRequest, CompletionRequest
+from codey.api.unicode import lone_surrogate, not_text
 from codey.config import Settings
 from codey.errors import InvalidRequest, NotFound
 from codey.gateway.auth import Principal
@@ -151,7 +152,7 @@ def read_lines(content: bytes, max_lines: int) -> list[tuple[int, str | None, st
 def _custom_id(line: str) -> str | None:
     try:
         value = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     custom = value.get("custom_id") if isinstance(value, dict) else None
     return custom if isinstance(custom, str) else None
@@ -205,10 +206,12 @@ class OpenAIBatches:
     def call(self, job: BatchJob, line: Line, principal: Principal) -> Call:
         try:
             request = json.loads(line.request)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidRequest(f"Line {line.line + 1} is not JSON: {exc}.") from None
         if not isinstance(request, dict) or not isinstance(request.get("body"), dict):
             raise InvalidRequest(f"Line {line.line + 1} has no request body.")
+        if (where := lone_surrogate(request)) is not None:
+            raise InvalidRequest(f"Line {line.line + 1}, {not_text(where)}")
         if line.custom_id is None:
             raise InvalidRequest(f"Line {line.line + 1} has no custom_id.")
         if request.get("url") != job.endpoint or request.get("method", "POST") != "POST":

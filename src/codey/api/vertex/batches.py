@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from codey.api.calls import batches_of, principal
 from codey.api.errors import invalid
 from codey.api.models import pick_model
+from codey.api.unicode import lone_surrogate, not_text
 from codey.api.vertex.protocol import JOBS, Parameters, PredictRequest, family_of
 from codey.config import Settings
 from codey.errors import InvalidRequest, NotFound
@@ -86,6 +87,10 @@ def local_path(folder: Path, uri: str) -> Path:
             hint=f"Put the file under {folder} and send its path.",
         )
     path = Path(uri.removeprefix("file://"))
+    if "\0" in uri or any(len(part.encode()) > 255 for part in path.parts):
+        raise InvalidRequest(
+            f"{uri[:80]!r} is not a file path here (a NUL, or a name over 255 bytes)."
+        )
     resolved = (folder / path).resolve()
     if not resolved.is_relative_to(folder.resolve()):
         raise InvalidRequest(f"{uri} is outside {folder}, the folder batch jobs may use.")
@@ -101,7 +106,10 @@ async def create_job(
     model = body.model.rsplit("/", 1)[-1]
     if family_of(model) is None:
         raise NotFound(f"Publisher model {body.model!r} is not served here.")
-    Parameters.model_validate(body.model_parameters)
+    try:
+        Parameters.model_validate(body.model_parameters)
+    except ValidationError as exc:
+        raise InvalidRequest(f"modelParameters: {invalid(exc).message}") from None
     folder = settings.batch.folder
     local_path(folder, body.output_config.gcs_destination.output_uri_prefix)
     uris = body.input_config.gcs_source.uris
@@ -130,7 +138,11 @@ def _instances(folder: Path, uris: list[str], max_lines: int) -> list[str]:
         path = local_path(folder, uri)
         if not path.is_file():
             raise InvalidRequest(f"No input file at {uri} (looked for {path}).")
-        instances += [line for line in path.read_text("utf-8").splitlines() if line.strip()]
+        try:
+            text = path.read_text("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest(f"{uri} is not UTF-8 text (byte {exc.start}).") from None
+        instances += [line for line in text.splitlines() if line.strip()]
     if not instances:
         raise InvalidRequest("The input files hold no instances.")
     if len(instances) > max_lines:
@@ -234,6 +246,8 @@ class VertexBatches:
             instance = json.loads(line.request)
             if not isinstance(instance, dict):
                 raise InvalidRequest(f"Line {line.line + 1} is not a JSON object.")
+            if (where := lone_surrogate(instance)) is not None:
+                raise InvalidRequest(f"Line {line.line + 1}, {not_text(where)}")
             body = PredictRequest.model_validate(
                 {"instances": [instance], "parameters": job.options.get("modelParameters") or {}}
             )
@@ -241,7 +255,7 @@ class VertexBatches:
             work = JOBS[family_of(model)](body, resource)  # type: ignore[index]
         except (ValidationError, RequestValidationError) as exc:
             raise invalid(exc) from None
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidRequest(f"Line {line.line + 1} is not JSON: {exc}.") from None
         asked = pick_model(self.settings, self.model_names, work.service, work.asked_model())
         return Call(principal, work, asked, batch=True)
@@ -267,7 +281,7 @@ class VertexBatches:
 def prediction_line(line: Line) -> dict[str, Any]:
     try:
         instance = json.loads(line.request)
-    except ValueError:
+    except (ValueError, RecursionError):
         instance = line.request
     result = json.loads(line.result or "{}")
     if "body" in result:
