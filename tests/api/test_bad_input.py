@@ -170,3 +170,22 @@ def test_escaped_text_that_is_unicode_passes(fake_client: httpx.Client) -> None:
         f"{NATIVE}/complete", content=content, headers={"content-type": "application/json"}
     )
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (f"{NATIVE}/generate", '{"prompt": "x", "temperature": NaN}'),
+        ("/v1/chat/completions",
+         '{"model": "codey", "messages": [{"role": "user", "content": "x"}], "top_p": Infinity}'),
+        (f"{VERTEX}/code-bison:predict",
+         '{"instances": [{"prefix": "x"}], "parameters": {"temperature": NaN}}'),
+    ],
+)  # fmt: skip
+def test_nan_and_infinity_are_not_numbers_here(
+    fake_client: httpx.Client, path: str, body: str
+) -> None:
+    """Python's JSON reader takes them; they are still not a temperature."""
+    response = fake_client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "finite number" in _message(response.json())

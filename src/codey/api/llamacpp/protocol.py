@@ -31,7 +31,7 @@ MAX_CHUNKS = 64
 
 class _Body(BaseModel):
     # The plugins send llama.cpp's whole parameter set; what codey has no use for is ignored.
-    model_config = ConfigDict(extra="ignore", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
 
 class ExtraChunk(_Body):

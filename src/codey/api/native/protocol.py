@@ -41,7 +41,7 @@ Day = Annotated[date, BeforeValidator(_written_as_a_day)]
 
 class _Body(BaseModel):
     # false is not 0 nor "2" a number; the integers take 2.0 as JSON Schema does (`WHOLE`)
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class _NativeJob(_Body, Job):

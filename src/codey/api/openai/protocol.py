@@ -29,7 +29,7 @@ MAX_N = 8
 class _Body(BaseModel):
     # Clients send fields codey has no use for (user, presence_penalty, ...); ignore them.
     # false is not 0 nor "2" a number; the integers take 2.0 as JSON Schema does (`WHOLE`)
-    model_config = ConfigDict(extra="ignore", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
 
 class TextPart(BaseModel):

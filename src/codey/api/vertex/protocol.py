@@ -61,7 +61,7 @@ def family_of(model: str) -> ModelFamily | None:
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, allow_inf_nan=False)
 
 
 class Parameters(_Body):
@@ -199,7 +199,7 @@ Int64 = Annotated[
 class Tensor(BaseModel):
     """A value in a Tensor's JSON form: one of its fields, or none for no value."""
 
-    model_config = ConfigDict(extra="ignore", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
     struct_val: dict[str, Tensor] | None = Field(default=None, alias="structVal")
     list_val: list[Tensor] | None = Field(default=None, alias="listVal")
