@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import jsonschema_rs
 import openai
 import pytest
@@ -207,3 +208,12 @@ def test_a_stream_of_several_choices_is_refused_as_its_schema_says(sdk: openai.O
     assert _valid(CompletionRequest, body | {"stream": False})
     with pytest.raises(openai.BadRequestError, match="one choice"):
         sdk.completions.create(model="codey", prompt="x", stream=True, n=2)
+
+
+def test_null_means_left_out_as_in_openais_api(fake_client: httpx.Client) -> None:
+    body = {"model": "codey", "prompt": "def add(a, b):", "max_tokens": 8}
+    nulls = dict.fromkeys(("stream", "n", "logprobs", "echo", "stop", "suffix", "seed"))
+    left_out = fake_client.post("/v1/completions", json=body)
+    sent_null = fake_client.post("/v1/completions", json=body | nulls)
+    assert sent_null.status_code == left_out.status_code == 200, sent_null.text
+    assert sent_null.json()["choices"] == left_out.json()["choices"]

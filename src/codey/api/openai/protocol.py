@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 from pydantic.json_schema import JsonDict
 
 from codey.api.numbers import WHOLE, Integer
@@ -30,6 +30,14 @@ class _Body(BaseModel):
     # Clients send fields codey has no use for (user, presence_penalty, ...); ignore them.
     # false is not 0 nor "2" a number; the integers take 2.0 as JSON Schema does (`WHOLE`)
     model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        """OpenAI's API reads `"n": null` as n left out, and some clients send it so."""
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
 
 
 class TextPart(BaseModel):
