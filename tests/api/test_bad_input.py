@@ -42,6 +42,9 @@ CASES: list[tuple[str, object, int, list[str]]] = [
     ("/v1/chat/completions", {"model": "codey", "messages": [{"role": "user", "content": "x"}],
                               "top_p": 1.5}, 400, ["top_p"]),
     ("/v1/completions", {"model": "codey", "prompt": "x", "n": 99}, 400, ["n"]),
+    # a field of several types: what each would need, under the field's own name
+    ("/v1/completions", {"model": "codey", "prompt": [1, 2]}, 400,
+     ["prompt: Input should be a valid string or List should have at most 1 item"]),
     (f"{VERTEX}/code-gecko:predict",
      {"instances": [{"prefix": "x"}], "parameters": {"maxOutputTokens": 500}}, 400, ["64"]),
     (f"{VERTEX}/code-bison:predict",

@@ -74,17 +74,27 @@ def from_codey(error: errors.CodeyError, retry_after: int) -> HttpError:
 
 
 def from_validation(exc: RequestValidationError) -> HttpError:
-    """One readable sentence per problem: where it is and what is wrong."""
-    problems, param = [], None
+    """One readable sentence per field: where it is and what is wrong (for a field that takes
+    one of several types, what each would need)."""
+    problems: dict[str, list[str]] = {}
     for item in exc.errors():
-        location = [str(p) for p in item.get("loc", ()) if p != "body"]
         if item.get("type") == "json_invalid":
             detail = item.get("ctx", {}).get("error", "invalid JSON")
             return HttpError(400, "invalid_json", f"The request body is not valid JSON: {detail}.")
-        where = ".".join(location) or "body"
-        param = param or where
-        problems.append(f"{where}: {item.get('msg', 'invalid')}")
-    return HttpError(400, "invalid_request", "; ".join(problems) + ".", param=param)
+        location = [str(p) for p in item.get("loc", ()) if p != "body" and not _type_tag(p)]
+        problems.setdefault(".".join(location) or "body", []).append(item.get("msg", "invalid"))
+    message = "; ".join(f"{where}: {' or '.join(said)}" for where, said in problems.items())
+    return HttpError(400, "invalid_request", message + ".", param=next(iter(problems), None))
+
+
+def _type_tag(part: object) -> bool:
+    """Whether a place in pydantic's error location names a type of a union ("str",
+    "list[str]", "TextPart"), not a field."""
+    return isinstance(part, str) and (
+        part in ("str", "int", "float", "bool", "none", "list", "dict")
+        or "[" in part
+        or part[:1].isupper()
+    )
 
 
 def invalid(exc: ValidationError | RequestValidationError) -> errors.InvalidRequest:
