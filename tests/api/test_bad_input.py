@@ -50,6 +50,11 @@ CASES: list[tuple[str, object, int, list[str]]] = [
     (f"{VERTEX}/code-bison:predict",
      {"instances": [{"prefix": "x"}], "parameters": {"candidateCount": 9}}, 400,
      ["candidateCount"]),
+    # a streamed predict names the fields of its own body (inputs), not of a predict request
+    (f"{VERTEX}/code-bison:serverStreamingPredict", {"inputs": [{"structVal": {}}]}, 400,
+     ["inputs.0.prefix: Field required"]),
+    (f"{VERTEX}/codechat-bison:serverStreamingPredict", {"inputs": [{"structVal": {}}]}, 400,
+     ["inputs.0.messages: Field required"]),
     # the prompt does not fit the context window: both lengths are given
     (f"{NATIVE}/generate", {"prompt": TOO_LONG, "max_tokens": 10}, 400, [WINDOW, "tokens"]),
     ("/v1/completions", {"model": "codey", "prompt": TOO_LONG, "max_tokens": 10}, 400,

@@ -254,13 +254,18 @@ class StreamingPredictRequest(_Body):
                 {"instances": [instance], "parameters": parameters or {}}
             )
         except ValidationError as exc:
-            where = {"instances": "inputs", "parameters": "parameters"}
-            raise RequestValidationError(
-                [
-                    {**e, "loc": (where.get(str(e["loc"][0]), "inputs"), *e["loc"][1:])}
-                    for e in exc.errors()
-                ]
-            ) from exc
+            raise self.located(RequestValidationError(exc.errors())) from exc
+
+    @staticmethod
+    def located(exc: RequestValidationError) -> RequestValidationError:
+        """Errors of the predict request the tensors carry, located in this body instead."""
+        where = {"instances": "inputs", "parameters": "parameters"}
+        return RequestValidationError(
+            [
+                {**e, "loc": (where.get(str(e["loc"][0]), "inputs"), *e["loc"][1:])}
+                for e in exc.errors()
+            ]
+        )
 
 
 # Jobs: one per family ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ from contextlib import aclosing
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from codey.api.calls import principal, serve, stream
@@ -88,7 +89,10 @@ async def server_streaming_predict(
     """The same three families, streamed as a JSON array of responses, as the REST
     transport of Google's clients reads it."""
     _family(model)  # an unknown model is a 404 whatever the body holds
-    job = _job(project, location, model, body.unwrap())
+    try:
+        job = _job(project, location, model, body.unwrap())
+    except RequestValidationError as exc:  # an instance's fields, found by its family's job
+        raise StreamingPredictRequest.located(exc) from exc
     deltas = await stream(request, who, job)
 
     async def chunks() -> AsyncIterator[str]:
