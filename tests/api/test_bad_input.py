@@ -95,6 +95,11 @@ def test_malformed_json_and_wrong_types(fake_client: httpx.Client, path: str, sh
     )
     assert broken.status_code == 400
     assert "not valid JSON" in _message(broken.json())
+    latin = fake_client.post(
+        path, content=b'{"prompt": "caf\xe9"}', headers={"content-type": "application/json"}
+    )
+    assert latin.status_code == 400
+    assert "byte 15 is not UTF-8" in _message(latin.json())
     wrong = fake_client.post(path, json=["not", "an", "object"])
     assert wrong.status_code == 400
     error = wrong.json()["error"]

@@ -37,7 +37,7 @@ from codey.api.openai.batches import router as batches_router
 from codey.api.openai.files import router as files_router
 from codey.api.openai.router import router as openai_router
 from codey.api.openai.router import tokenizer
-from codey.api.unicode import SurrogateCheck
+from codey.api.unicode import TextCheck
 from codey.api.vertex.batches import VertexBatches
 from codey.api.vertex.batches import router as vertex_batches_router
 from codey.api.vertex.router import router as vertex_router
@@ -120,7 +120,7 @@ def create_app(
     uploads = {"/v1/files": settings.batch.max_file_bytes}
     # The last added runs first: the size limit, then the text check, then the routes.
     app.add_middleware(Unexpected)
-    app.add_middleware(SurrogateCheck)
+    app.add_middleware(TextCheck)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes, uploads=uploads)
     retry_after = settings.server.retry_after_seconds
 

@@ -1,6 +1,7 @@
-"""Text that is not Unicode: JSON may spell half of a UTF-16 pair (`"\\ud800"`), which Python
-reads into a string that cannot be encoded, hashed into a cache key or stored. Such a body is
-the caller's mistake, so it gets a 400 naming the field, here, before any route reads it.
+"""JSON bodies that are not text: bytes that are not UTF-8, or half of a UTF-16 pair spelled
+as an escape (`"\\ud800"`), which Python reads into a string that cannot be encoded, hashed
+into a cache key or stored. Either is the caller's mistake, so it gets a 400 that says where,
+here, before any route reads the body.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ def not_text(where: str) -> str:
     )
 
 
-class SurrogateCheck:
-    """ASGI middleware: a JSON body with a lone surrogate in any string gets a 400. It sits
-    inside `BodyLimit`, so it holds no more than a body may be."""
+class TextCheck:
+    """ASGI middleware: a JSON body that is not UTF-8, or has a lone surrogate in any string,
+    gets a 400. It sits inside `BodyLimit`, so it holds no more than a body may be."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -70,9 +71,8 @@ class SurrogateCheck:
                     break
         except HTTPException as exc:  # too large: the route reading the body says so
             refused = exc
-        where = _where(body) if refused is None and _SURROGATE_ESCAPE.search(body) else None
-        if where is not None:
-            error = HttpError(400, "invalid_request", not_text(where), param=where)
+        error = None if refused is not None else _not_text(body)
+        if error is not None:
             await render(error, dialect_of(scope["path"]))(scope, receive, send)
             return
 
@@ -95,8 +95,16 @@ def _json_body(scope: Scope) -> bool:
     return True  # no type: the routes read it as JSON
 
 
-def _where(body: bytes) -> str | None:
+def _not_text(body: bytes) -> HttpError | None:
     try:
-        return lone_surrogate(json.loads(body))
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        message = f"The request body is not valid JSON: byte {exc.start} is not UTF-8."
+        return HttpError(400, "invalid_json", message)
+    if not _SURROGATE_ESCAPE.search(body):
+        return None
+    try:
+        where = lone_surrogate(json.loads(body))
     except (ValueError, RecursionError):
         return None  # not JSON: the route says so
+    return None if where is None else HttpError(400, "invalid_request", not_text(where), where)
