@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
-from pydantic.json_schema import JsonDict
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, StrictInt, model_validator
+from pydantic.json_schema import JsonDict, JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from codey.api.numbers import WHOLE, Integer
 from codey.backends.base import Choice, Delta, FinishReason, Generation, Message
@@ -38,6 +39,22 @@ class _Body(BaseModel):
         if isinstance(data, dict):
             return {key: value for key, value in data.items() if value is not None}
         return data
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """Every field that may be left out may be null too, as documented."""
+        schema = handler(core_schema)
+        target = handler.resolve_ref_schema(schema)
+        required = set(target.get("required", ()))
+        for name, field in target.get("properties", {}).items():
+            branches = field.get("anyOf", [field])
+            if name in required or any(b.get("type") == "null" for b in branches):
+                continue
+            outer = {k: field.pop(k) for k in ("title", "description", "default") if k in field}
+            target["properties"][name] = {**outer, "anyOf": [field, {"type": "null"}]}
+        return schema
 
 
 class TextPart(BaseModel):
@@ -87,9 +104,12 @@ Stop = str | Annotated[list[str], Field(max_length=16)] | None
 """Up to 16 stop strings: editors send a template's worth (Continue sends ten or more)."""
 
 
-# A stream carries one choice.
+# A stream carries one choice (null is left out: no stream, one choice).
 _ONE_STREAMED_CHOICE: JsonDict = {
-    "anyOf": [{"properties": {"stream": {"const": False}}}, {"properties": {"n": {"const": 1}}}]
+    "anyOf": [
+        {"properties": {"stream": {"enum": [False, None]}}},
+        {"properties": {"n": {"enum": [1, None]}}},
+    ]
 }
 
 
