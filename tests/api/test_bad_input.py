@@ -202,3 +202,19 @@ def test_nan_and_infinity_are_not_numbers_here(
     response = fake_client.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400, response.text
     assert "finite number" in _message(response.json())
+
+
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [(f"{NATIVE}/generate", "native"), ("/v1/completions", "openai"),
+     (f"{VERTEX}/code-bison:predict", "vertex")],
+)  # fmt: skip
+def test_json_sent_as_a_form_is_a_415_that_says_so(
+    fake_client: httpx.Client, path: str, shape: str
+) -> None:
+    """What `curl -d '{...}' URL` sends without -H."""
+    form = "application/x-www-form-urlencoded"
+    body = b'{"prompt": "def add(a, b):", "model": "codey"}'
+    response = fake_client.post(path, content=body, headers={"content-type": form})
+    assert response.status_code == 415, response.text
+    assert "Content-Type: application/json" in _message(response.json())

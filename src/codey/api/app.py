@@ -21,6 +21,7 @@ from codey import __version__
 from codey.api import health, observability, openapi
 from codey.api.errors import (
     UNEXPECTED,
+    HttpError,
     Unexpected,
     dialect_of,
     from_codey,
@@ -130,6 +131,13 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        said = request.headers.get("content-type", "")
+        if said and "json" not in said.lower() and any(e["loc"] == ("body",) for e in exc.errors()):
+            # `curl -d` without a type sends a form: the body was never read as JSON
+            message = f"Send the body as JSON, with Content-Type: application/json (not {said})."
+            return render(
+                HttpError(415, "unsupported_media_type", message), dialect_of(request.url.path)
+            )
         return render(from_validation(exc), dialect_of(request.url.path))
 
     @app.exception_handler(HTTPException)

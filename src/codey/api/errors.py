@@ -35,14 +35,14 @@ class HttpError:
 
 _GOOGLE_STATUS = {
     400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-    405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
-    500: "INTERNAL",
+    405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT", 415: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
     502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
 }  # fmt: skip
 _OPENAI_TYPE = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
     404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
-    429: "rate_limit_exceeded",
+    415: "invalid_request_error", 429: "rate_limit_exceeded",
     503: "server_overloaded",
 }  # fmt: skip
 

@@ -4,8 +4,9 @@ FastAPI documents 422 for invalid input, but codey answers 400 in each dialect's
 shape. Here every operation gets the statuses it can answer instead, each with the error schema
 of the dialect its path belongs to (`api.errors.dialect_of`), and streaming operations their
 streamed media types. Which statuses a route can answer follows from what it is: a body or a
-parameter that can be wrong (400, 413), a caller's key (401), a model or id to look up (404), a
-job run on a model through the gateway (403, 429, 502, 503 with Retry-After, 504), and always 500.
+parameter that can be wrong (400, 413, and 415 for a body not sent as JSON), a caller's key
+(401), a model or id to look up (404), a job run on a model through the gateway (403, 429, 502,
+503 with Retry-After, 504), and always 500.
 
 401 and 403 are documented whether or not this server has keys configured: the document is one
 contract for every codey, keys can be turned on without a client being generated again, and
@@ -105,6 +106,7 @@ _DESCRIPTIONS = {
     403: "The key may not use this service, or read another principal's usage.",
     404: "An unknown model, conversation, principal, publisher model, file or batch job.",
     413: "The request body is larger than the server's limit.",
+    415: "A body sent with a Content-Type other than JSON (a form, plain text, ...).",
     429: "Over the daily quota, a daily budget or the per-minute limit; see Retry-After.",
     500: "codey failed unexpectedly; its log says why.",
     502: "The model's deployment failed.",
@@ -193,7 +195,7 @@ def statuses_of(route: APIRoute) -> list[int]:
     found = {500, *EXTRA.get(route.name, ())}
     dependant = route.dependant
     if route.body_field is not None:
-        found |= {400, 413}
+        found |= {400, 413, 415}
     if "POST" in (route.methods or ()):
         found.add(413)  # the body limit stands in front of every route
     if any(d.call is principal for d in dependant.dependencies):
