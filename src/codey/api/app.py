@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -20,8 +19,6 @@ from starlette.routing import Route, compile_path
 from codey import __version__
 from codey.api import health, observability, openapi
 from codey.api.errors import (
-    UNEXPECTED,
-    HttpError,
     Unexpected,
     dialect_of,
     from_codey,
@@ -49,8 +46,6 @@ from codey.gateway.batches import BatchRunner
 from codey.gateway.clock import Clock
 from codey.gateway.metrics import Metrics
 from codey.runtime import Runtime
-
-log = logging.getLogger("codey.api")
 
 
 def _allowed(app: FastAPI, path: str) -> list[str]:
@@ -119,10 +114,11 @@ def create_app(
         lifespan=lifespan,
     )
     uploads = {"/v1/files": settings.batch.max_file_bytes}
-    # The last added runs first: the size limit, then the text check, then the routes.
-    app.add_middleware(Unexpected)
+    # The last added runs first: the 500 for a bug anywhere below, the size limit, the text
+    # check, then the routes.
     app.add_middleware(TextCheck)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes, uploads=uploads)
+    app.add_middleware(Unexpected)
     retry_after = settings.server.retry_after_seconds
 
     @app.exception_handler(CodeyError)
@@ -132,13 +128,7 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         said = request.headers.get("content-type", "")
-        if said and "json" not in said.lower() and any(e["loc"] == ("body",) for e in exc.errors()):
-            # `curl -d` without a type sends a form: the body was never read as JSON
-            message = f"Send the body as JSON, with Content-Type: application/json (not {said})."
-            return render(
-                HttpError(415, "unsupported_media_type", message), dialect_of(request.url.path)
-            )
-        return render(from_validation(exc), dialect_of(request.url.path))
+        return render(from_validation(exc, said), dialect_of(request.url.path))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -147,11 +137,6 @@ def create_app(
         if exc.status_code == 405:  # every method of the path, not only its first route's
             response.headers["Allow"] = ", ".join(_allowed(app, request.url.path))
         return response
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s", request.url.path)  # in a middleware
-        return render(UNEXPECTED, dialect_of(request.url.path))
 
     app.include_router(health.router)
     app.include_router(observability.router)

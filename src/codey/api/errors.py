@@ -73,11 +73,19 @@ def from_codey(error: errors.CodeyError, retry_after: int) -> HttpError:
     return HttpError(error.status, error.kind, message, retry_after=wait)
 
 
-def from_validation(exc: RequestValidationError) -> HttpError:
+def from_validation(exc: RequestValidationError, content_type: str = "") -> HttpError:
     """One readable sentence per field: where it is and what is wrong (for a field that takes
-    one of several types, what each would need)."""
+    one of several types, what each would need). A body refused whole that was not sent as
+    JSON (`curl -d` without a type sends a form) was never read as JSON: 415."""
+    items = exc.errors()
+    not_json = bool(content_type) and "json" not in content_type.lower()
+    if not_json and any(item["loc"] == ("body",) for item in items):
+        message = (
+            f"Send the body as JSON, with Content-Type: application/json (not {content_type})."
+        )
+        return HttpError(415, "unsupported_media_type", message)
     problems: dict[str, list[str]] = {}
-    for item in exc.errors():
+    for item in items:
         if item.get("type") == "json_invalid":
             detail = item.get("ctx", {}).get("error", "invalid JSON")
             return HttpError(400, "invalid_json", f"The request body is not valid JSON: {detail}.")

@@ -59,18 +59,16 @@ class TextCheck:
             await self.app(scope, receive, send)
             return
         messages: list[Message] = []
-        body, refused = b"", None
+        refused = None
         try:
             while True:
                 message = await receive()
                 messages.append(message)
-                if message["type"] != "http.request":
-                    break
-                body += message.get("body", b"")
-                if not message.get("more_body", False):
+                if message["type"] != "http.request" or not message.get("more_body", False):
                     break
         except HTTPException as exc:  # too large: the route reading the body says so
             refused = exc
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
         error = None if refused is not None else _not_text(body)
         if error is not None:
             await render(error, dialect_of(scope["path"]))(scope, receive, send)

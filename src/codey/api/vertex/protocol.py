@@ -245,8 +245,8 @@ class StreamingPredictRequest(_Body):
     parameters: Tensor | None = None
 
     def unwrap(self) -> PredictRequest:
-        """The predict request the tensors carry; what does not fit one is located in `inputs`
-        or `parameters` of this body."""
+        """The predict request the tensors carry; what does not fit one is located in that
+        request (`located` moves it into this body)."""
         parameters = self.parameters.value() if self.parameters else {}
         instance = self.inputs[0].value()
         try:
@@ -254,7 +254,7 @@ class StreamingPredictRequest(_Body):
                 {"instances": [instance], "parameters": parameters or {}}
             )
         except ValidationError as exc:
-            raise self.located(RequestValidationError(exc.errors())) from exc
+            raise RequestValidationError(exc.errors()) from exc
 
     @staticmethod
     def located(exc: RequestValidationError) -> RequestValidationError:

@@ -91,7 +91,7 @@ async def server_streaming_predict(
     _family(model)  # an unknown model is a 404 whatever the body holds
     try:
         job = _job(project, location, model, body.unwrap())
-    except RequestValidationError as exc:  # an instance's fields, found by its family's job
+    except RequestValidationError as exc:  # the request's, or an instance's, by its family
         raise StreamingPredictRequest.located(exc) from exc
     deltas = await stream(request, who, job)
 
