@@ -402,3 +402,37 @@ def test_chats_with_the_same_system_prompt_reuse_it_and_get_their_cold_answers(
     assert forgotten.wait(30)
     alone = batcher.run(second, params)[0]
     assert warm.tokens == alone.tokens  # texts, logprobs and top lists alike
+
+
+def test_a_chat_read_beside_others_reuses_the_whole_start_it_shares_as_llama_servers_do(
+    engine: LlamaEngine, batcher: Batcher, backend: LlamaCppBackend
+) -> None:
+    system = Message(
+        "system",
+        "You are a careful teacher of Python in a large company. You answer in one short "
+        "sentence, name the function you talk about, and never write code blocks.",
+    )
+
+    def chat(question: str) -> list[int]:
+        return backend.render(ChatPrompt([system, Message("user", question)]))[0]
+
+    first, again = chat("What does zip do with lists?"), chat("What does zip do with tuples?")
+    shared = _common_prefix(first, again)
+    turn_end = max(i + 1 for i, t in enumerate(first[:shared]) if engine.is_eog(t))
+    assert shared > turn_end + 4  # the user's turn opens alike too
+    params = SamplingParams(max_tokens=4, temperature=0)
+    batcher.run(first, params)
+    tracker = Tracker(batcher)
+    tracker.submit("long", tokens(engine, CODE), SamplingParams(max_tokens=60, temperature=0))
+    while not tracker.first_token:
+        time.sleep(0.01)
+    reused = batcher.stats.reused
+    tracker.submit("beside", again, params)
+    tracker.wait("beside", "long")
+    # Read beside an answer being decoded, it cannot be exact anyway: it reads only what
+    # differs, not the whole user's turn again ...
+    assert batcher.stats.reused - reused == shared
+    # ... while alone it reuses the system turn only, so that it gets its cold answer.
+    reused = batcher.stats.reused
+    batcher.run(chat("What does zip do with sets?"), params)
+    assert batcher.stats.reused - reused == turn_end

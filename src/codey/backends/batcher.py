@@ -19,8 +19,9 @@ token of each answer being decoded and a chunk of a prompt being read.
   the same logits whatever the cache held before, and chats that share a system prompt or
   earlier turns reuse them. A request batched with others shares its steps with their tokens,
   and llama.cpp's kernels round differently for other shapes, so it may differ in rare tokens;
-  its prompt is then read in as few steps as there is room for, not in those pieces.
-  Completions (priority 0) reuse the whole shared start instead: a keystroke then costs what
+  its prompt is then read in as few steps as there is room for, not in those pieces, and it
+  reuses the whole start it shares with a slot's prompt, as llama.cpp's server does.
+  Completions (priority 0) always reuse the whole shared start: a keystroke then costs what
   follows the cursor, and the cells differ from a cold read only by that same rounding.
 - **Moving a shared end** (`shift`, off by default): the cells of the code after the cursor
   can be moved instead of read again, but they were computed before the keystroke, and the
@@ -309,14 +310,24 @@ class Batcher:
         """Give idle slots to the most urgent waiting requests."""
         now = time.monotonic()
         self._waiting.sort(key=lambda r: r.urgency(now, self.aging))
-        while self._waiting:
-            idle = sum(s.request is None for s in self.slots)
-            if idle <= (self.reserve if self._waiting[0].params.background else 0):
-                return
-            request = self._waiting.pop(0)
-            self._start(self._slot_for(request), request)
+        idle = sum(s.request is None for s in self.slots)
+        starting: list[Request] = []
+        while self._waiting and idle > (self.reserve if self._waiting[0].params.background else 0):
+            starting.append(self._waiting.pop(0))
+            idle -= 1
+        for request in starting:
+            beside = len(starting) > 1 or self._steps_beside(request)
+            self._start(self._slot_for(request, beside), request, beside=beside)
 
-    def _slot_for(self, request: Request) -> Slot:
+    def _steps_beside(self, request: Request) -> bool:
+        """Whether `request` would share its steps with a busy sequence: an interactive one
+        steps with the other interactive ones, batch work with everything busy."""
+        return any(
+            s.request is not None and (request.params.background or not s.request.params.background)
+            for s in self.slots
+        )
+
+    def _slot_for(self, request: Request, beside: bool) -> Slot:
         idle = [s for s in self.slots if s.request is None]
         if request.params.background:
             idle = [s for s in idle if s.background or not s.prompt] or idle
@@ -325,8 +336,8 @@ class Batcher:
             for slot in idle:
                 if slot.session == session:
                     return slot
-        priority = request.params.priority
-        reusable = {id(s): self._saved(s, request.tokens, priority) for s in idle}
+        whole = _whole_start(request, beside)
+        reusable = {id(s): self._saved(s, request.tokens, whole) for s in idle}
         best = max(idle, key=lambda s: (reusable[id(s)], s.used))
         # A slot is worth taking from whoever used it last only if it spares a real part of
         # the prompt (a shared chat template or FIM opening does not).
@@ -342,23 +353,23 @@ class Batcher:
 
         return min(idle, key=lambda s: (s.session is not None, apart(s), bool(s.prompt), s.used))
 
-    def _saved(self, slot: Slot, tokens: list[int], priority: int) -> int:
+    def _saved(self, slot: Slot, tokens: list[int], whole: bool) -> int:
         """Prompt tokens `slot` spares a request: its shared start, and its shared end if that
         is worth moving."""
-        keep = self._reusable(slot, tokens, priority)
+        keep = self._reusable(slot, tokens, whole)
         if not self.shift:
             return keep
         moved = _shared_end(slot.prompt, tokens, keep) - 1
         return keep + (moved if moved >= self.shift else 0)
 
-    def _reusable(self, slot: Slot, tokens: list[int], priority: int) -> int:
-        """Prompt tokens `slot` would not have to read again: whole aligned chunks, or, for a
-        completion (priority 0: a keystroke is waiting), the whole shared start, whose cells
-        differ from a cold read only by rounding, as a batched step's do."""
+    def _reusable(self, slot: Slot, tokens: list[int], whole: bool) -> int:
+        """Prompt tokens `slot` would not have to read again: whole aligned chunks, or, with
+        `whole` (see `_whole_start`), the whole shared start, whose cells differ from a cold
+        read only by rounding, as a batched step's do."""
         if tokens == slot.prompt and slot.kv >= len(tokens) - 1:
             return len(tokens) - 1
         common = min(_common_prefix(slot.prompt, tokens), len(tokens) - 1, slot.kv)
-        if priority == 0:
+        if whole:
             return common
         # Where a cold read of `tokens` ends a chunk: the shared start up to there was read in
         # the same pieces, since the pieces follow from the tokens alone.
@@ -371,9 +382,11 @@ class Batcher:
         with the same start can reuse them exactly."""
         return [i + 1 for i, token in enumerate(tokens) if self.engine.is_eog(token)]
 
-    def _start(self, slot: Slot, request: Request, *, branch: int = 0) -> None:
+    def _start(
+        self, slot: Slot, request: Request, *, branch: int = 0, beside: bool = False
+    ) -> None:
         tokens = request.tokens
-        keep = self._reusable(slot, tokens, request.params.priority)
+        keep = self._reusable(slot, tokens, _whole_start(request, beside))
         moved = self._move_tail(slot, tokens, keep) if self.shift else None
         if moved is None:
             self.engine.forget(slot.seq, keep)
@@ -606,6 +619,14 @@ class Batcher:
         stats.kv_cells = sum(s.kv for s in self.slots)
         self._stats_sent = now
         self.on_stats(stats.snapshot())
+
+
+def _whole_start(request: Request, beside: bool) -> bool:
+    """Whether `request` reuses the whole start its prompt shares with a slot's, not only the
+    pieces a cold read would make: when exactness is not on offer anyway (its prompt is read
+    beside other sequences, whose step shapes set the rounding) or not worth a wait (a
+    completion, priority 0: a keystroke is waiting)."""
+    return beside or request.params.priority == 0
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
