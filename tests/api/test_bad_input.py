@@ -218,3 +218,21 @@ def test_json_sent_as_a_form_is_a_415_that_says_so(
     response = fake_client.post(path, content=body, headers={"content-type": form})
     assert response.status_code == 415, response.text
     assert "Content-Type: application/json" in _message(response.json())
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"prompt": "x", "max_tokens": ' + b"9" * 5000 + b"}", "more than 4,300 digits"),
+        (b'{"prompt": ' + b"[" * 3000 + b"]" * 3000 + b"}", "nest deeper"),
+    ],
+)
+@pytest.mark.parametrize(
+    "path", [f"{NATIVE}/generate", "/v1/completions", f"{VERTEX}/code-bison:predict"]
+)
+def test_json_beyond_what_python_reads_says_what_is_too_big(
+    fake_client: httpx.Client, path: str, body: bytes, words: str
+) -> None:
+    response = fake_client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert words in _message(response.json())

@@ -132,7 +132,8 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        response = render(from_http(exc.status_code, str(exc.detail)), dialect_of(request.url.path))
+        error = from_http(exc.status_code, str(exc.detail), exc.__cause__)
+        response = render(error, dialect_of(request.url.path))
         response.headers.update(exc.headers or {})
         if exc.status_code == 405:  # every method of the path, not only its first route's
             response.headers["Allow"] = ", ".join(_allowed(app, request.url.path))

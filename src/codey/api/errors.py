@@ -8,6 +8,7 @@ vertex   {"error": {"code", "message", "status"}}
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Literal
 
@@ -56,7 +57,24 @@ HTTP_KINDS = {
 """Short names of the errors Starlette raises itself, by status."""
 
 
-def from_http(status: int, message: str) -> HttpError:
+def from_http(status: int, message: str, cause: BaseException | None = None) -> HttpError:
+    """An error Starlette or FastAPI raised; `cause` is what made FastAPI give up reading a
+    body it could not parse (it says only "There was an error parsing the body")."""
+    if status == 400 and isinstance(cause, RecursionError):
+        message = (
+            "The request body is not valid JSON here: its arrays or objects nest deeper than "
+            "this server reads (about 1,000 levels). Send a flatter document."
+        )
+        return HttpError(400, "invalid_json", message)
+    if status == 400 and isinstance(cause, ValueError):
+        if "digits" in str(cause):
+            message = (
+                "The request body is not valid JSON here: a number has more than "
+                f"{sys.get_int_max_str_digits():,} digits. Send it as a string."
+            )
+        else:
+            message = f"The request body is not valid JSON: {cause}"
+        return HttpError(400, "invalid_json", message)
     return HttpError(status, HTTP_KINDS.get(status, "http_error"), message)
 
 
