@@ -217,3 +217,17 @@ def test_null_means_left_out_as_in_openais_api(fake_client: httpx.Client) -> Non
     sent_null = fake_client.post("/v1/completions", json=body | nulls)
     assert sent_null.status_code == left_out.status_code == 200, sent_null.text
     assert sent_null.json()["choices"] == left_out.json()["choices"]
+
+
+def test_log_probabilities_are_asked_of_the_engine_only_when_the_request_wants_them() -> None:
+    said = [{"role": "user", "content": "hi"}]
+    chat = ChatCompletionRequest.model_validate({"model": "codey", "messages": said})
+    assert chat.to_sampling().logprobs is False
+    chat = ChatCompletionRequest.model_validate(
+        {"model": "codey", "messages": said, "logprobs": True}
+    )
+    assert chat.to_sampling().logprobs is True
+    completion = CompletionRequest.model_validate({"model": "codey", "prompt": "x"})
+    assert completion.to_sampling().logprobs is False
+    completion = CompletionRequest.model_validate({"model": "codey", "prompt": "x", "logprobs": 0})
+    assert completion.to_sampling().logprobs is True

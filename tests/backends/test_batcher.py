@@ -436,3 +436,15 @@ def test_a_chat_read_beside_others_reuses_the_whole_start_it_shares_as_llama_ser
     reused = batcher.stats.reused
     batcher.run(chat("What does zip do with sets?"), params)
     assert batcher.stats.reused - reused == turn_end
+
+
+def test_an_answer_nobody_scores_is_the_same_answer_without_log_probabilities(
+    engine: LlamaEngine, batcher: Batcher
+) -> None:
+    prompt = tokens(engine, CODE + "def h(x):\n    return")
+    scored = batcher.run(prompt, GREEDY)[0]
+    unscored = batcher.run(prompt, replace(GREEDY, logprobs=False))[0]
+    assert unscored.text == scored.text
+    assert [t.text for t in unscored.tokens] == [t.text for t in scored.tokens]
+    assert all(t.logprob is not None and t.logprob <= 0 for t in scored.tokens)
+    assert all(t.logprob is None and t.top == () for t in unscored.tokens)

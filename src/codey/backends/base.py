@@ -93,6 +93,9 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     n: int = 1
+    logprobs: bool = True
+    """Whether the caller reads each token's log-probability (confidence, logprobs); without
+    it the embedded engine spares itself a pass over the whole vocabulary per token."""
     top_logprobs: int = 0
     priority: int = 1
     """Scheduling: engines that queue run lower priorities first (completion is 0)."""
@@ -110,10 +113,11 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class TokenLogprob:
-    """One generated token with its log-probability under the model (temperature 1)."""
+    """One generated token with its log-probability under the model (temperature 1); None
+    where nobody asked for it (`SamplingParams.logprobs`)."""
 
     text: str
-    logprob: float
+    logprob: float | None
     top: tuple[tuple[str, float], ...] = ()
 
 
@@ -165,10 +169,12 @@ class Delta:
 
 
 def confidence_of(tokens: Sequence[TokenLogprob]) -> float:
-    """Geometric-mean probability of the tokens: exp(mean log p); 0.0 for no tokens."""
-    if not tokens:
+    """Geometric-mean probability of the tokens whose log-probability is known:
+    exp(mean log p); 0.0 for none."""
+    known = [t.logprob for t in tokens if t.logprob is not None]
+    if not known:
         return 0.0
-    return math.exp(sum(t.logprob for t in tokens) / len(tokens))
+    return math.exp(sum(known) / len(known))
 
 
 def deltas_for(text: str, tokens: Sequence[TokenLogprob]) -> list[Delta]:

@@ -79,12 +79,16 @@ class Answer:
         if engine.is_eog(token):
             self.end("stop")
             return None
-        peak = float(logits.max())
-        lse = peak + float(np.log(np.exp(logits - peak).sum()))
         piece = self._decoder.decode(engine.piece(token))
-        self.tokens.append(
-            TokenLogprob(piece, float(logits[token]) - lse, _top(engine, logits, lse, self.params))
-        )
+        if self.params.logprobs:
+            peak = float(logits.max())
+            lse = peak + float(np.log(np.exp(logits - peak).sum()))
+            scored = TokenLogprob(
+                piece, float(logits[token]) - lse, _top(engine, logits, lse, self.params)
+            )
+        else:  # nobody reads it: spare the pass over the vocabulary
+            scored = TokenLogprob(piece, None)
+        self.tokens.append(scored)
         self.text += piece
         cut = _find_stop(self.text, self.stop, len(self.text) - len(piece))
         if cut is not None:

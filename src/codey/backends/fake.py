@@ -161,7 +161,10 @@ class FakeBackend(Backend):
                     pieces, finish = pieces[:end], "stop"
                     break
         tokens = [
-            self._token(p, i, params.top_logprobs, rule.logprob) for i, p in enumerate(pieces)
+            self._token(p, i, params.top_logprobs, rule.logprob)
+            if params.logprobs
+            else TokenLogprob(p, None)
+            for i, p in enumerate(pieces)
         ]
         return Choice("".join(pieces), tokens, finish)
 

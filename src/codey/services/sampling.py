@@ -19,6 +19,8 @@ class Sampling:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     n: int = 1
+    logprobs: bool = True
+    """Whether the caller reads log-probabilities (or a confidence made of them)."""
     top_logprobs: int = 0
     session: str | None = None
     """The client or document asking, whose prompt the engine keeps cached for it."""
@@ -33,6 +35,7 @@ class Sampling:
             stop=self.stop,
             seed=self.seed,
             n=self.n,
+            logprobs=self.logprobs,
             top_logprobs=self.top_logprobs,
             priority=defaults.priority,
             draft=defaults.draft_tokens,

@@ -145,7 +145,7 @@ class _Sampling(_Body, Job):
     def cache_request(self) -> dict[str, Any] | None:
         return self.model_dump()
 
-    def _sampling(self, max_tokens: int | None, top_logprobs: int) -> Sampling:
+    def _sampling(self, max_tokens: int | None, logprobs: bool, top_logprobs: int) -> Sampling:
         return Sampling(
             max_tokens=max_tokens,
             temperature=self.temperature,
@@ -153,6 +153,7 @@ class _Sampling(_Body, Job):
             stop=self.stops,
             seed=self.seed,
             n=self.n,
+            logprobs=logprobs,
             top_logprobs=top_logprobs,
         )
 
@@ -196,7 +197,7 @@ class ChatCompletionRequest(_Sampling):
 
     def to_sampling(self) -> Sampling:
         top = (self.top_logprobs or 0) if self.logprobs else 0
-        return self._sampling(self.max_completion_tokens or self.max_tokens, top)
+        return self._sampling(self.max_completion_tokens or self.max_tokens, self.logprobs, top)
 
     def billed_text(self) -> str:
         return "".join(m.content for m in self.to_messages())
@@ -254,7 +255,9 @@ class CompletionRequest(_Sampling):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
     def to_sampling(self) -> Sampling:
-        return replace(self._sampling(self.max_tokens, self.logprobs or 0), session=self.user)
+        asked = self.logprobs is not None
+        sampling = self._sampling(self.max_tokens, asked, self.logprobs or 0)
+        return replace(sampling, session=self.user)
 
     def billed_text(self) -> str:
         return self.prompt_text + (self.suffix or "")
@@ -351,7 +354,8 @@ class ChatCompletion(BaseModel):
 
 class CompletionLogprobs(BaseModel):
     tokens: list[str]
-    token_logprobs: list[float]
+    token_logprobs: list[float | None]
+    """null where not known, as OpenAI's legacy API gives for an echoed prompt's first token."""
     top_logprobs: list[dict[str, float]]
     text_offset: list[int]
 
@@ -410,6 +414,7 @@ def chat_logprobs(choice: Choice) -> ChoiceLogprobs:
                 ],
             )
             for t in choice.tokens
+            if t.logprob is not None  # each one, when the request asked for them
         ]
     )
 
