@@ -17,6 +17,7 @@ import httpx
 import pytest
 import yaml
 
+from codey.api.llamacpp.protocol import InfillRequest
 from codey.config import EMBEDDED_MODEL
 from tests.api.conftest import Server, start_server
 from tests.fake_script import write_script
@@ -305,3 +306,8 @@ def test_bad_infill_requests_get_400_naming_the_problem(
     response = httpx.post(f"{server.url}/infill", json=vscode_body(**change), timeout=30)
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]["message"]
+
+
+def test_an_infill_asks_the_engine_for_no_log_probabilities() -> None:
+    body = InfillRequest.model_validate({"input_prefix": "def f(", "input_suffix": ")"})
+    assert body.to_sampling().logprobs is False

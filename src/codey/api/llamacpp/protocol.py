@@ -129,6 +129,7 @@ class InfillRequest(_Body, Job):
             stop=tuple(self.stop),
             seed=None if self.seed is None or self.seed < 0 else self.seed,
             n=self.n_cmpl,
+            logprobs=False,  # this dialect answers with no probabilities
         )
 
     @property
