@@ -45,6 +45,20 @@ def tokens(engine: LlamaEngine, text: str) -> list[int]:
     return engine.tokenize(text, special=False, add_bos=True)
 
 
+REVIEWER = Message(
+    "system",
+    "You are a careful reviewer of Python code in a large company. You answer in one short "
+    "sentence, name the function you talk about, and never write code blocks.",
+)
+"""A system prompt longer than half of each chat below, so that a slot keeping it is worth
+taking."""
+
+
+def chat(backend: LlamaCppBackend, question: str) -> list[int]:
+    """A first turn after REVIEWER, rendered by the model's template."""
+    return backend.render(ChatPrompt([REVIEWER, Message("user", question)]))[0]
+
+
 class Tracker:
     """Submits requests and records the order in which their first tokens and answers came."""
 
@@ -381,17 +395,8 @@ def test_drafts_from_the_prompt_are_checked_in_one_step_and_change_nothing(
 def test_chats_with_the_same_system_prompt_reuse_it_and_get_their_cold_answers(
     batcher: Batcher, backend: LlamaCppBackend
 ) -> None:
-    system = Message(
-        "system",
-        "You are a careful reviewer of Python code in a large company. You answer in one short "
-        "sentence, name the function you talk about, and never write code blocks.",
-    )
-
-    def chat(question: str) -> list[int]:
-        return backend.render(ChatPrompt([system, Message("user", question)]))[0]
-
     params = SamplingParams(max_tokens=8, temperature=0, top_logprobs=2)
-    first, second = chat("What does zip do?"), chat("What does enumerate do?")
+    first, second = chat(backend, "What does zip do?"), chat(backend, "What does enumerate do?")
     batcher.run(first, params)
     reused = batcher.stats.reused
     warm = batcher.run(second, params)[0]
@@ -407,16 +412,8 @@ def test_chats_with_the_same_system_prompt_reuse_it_and_get_their_cold_answers(
 def test_a_chat_read_beside_others_reuses_the_whole_start_it_shares_as_llama_servers_do(
     engine: LlamaEngine, batcher: Batcher, backend: LlamaCppBackend
 ) -> None:
-    system = Message(
-        "system",
-        "You are a careful teacher of Python in a large company. You answer in one short "
-        "sentence, name the function you talk about, and never write code blocks.",
-    )
-
-    def chat(question: str) -> list[int]:
-        return backend.render(ChatPrompt([system, Message("user", question)]))[0]
-
-    first, again = chat("What does zip do with lists?"), chat("What does zip do with tuples?")
+    first = chat(backend, "What does zip do with lists?")
+    again = chat(backend, "What does zip do with tuples?")
     shared = _common_prefix(first, again)
     turn_end = max(i + 1 for i, t in enumerate(first[:shared]) if engine.is_eog(t))
     assert shared > turn_end + 4  # the user's turn opens alike too
@@ -434,7 +431,7 @@ def test_a_chat_read_beside_others_reuses_the_whole_start_it_shares_as_llama_ser
     assert batcher.stats.reused - reused == shared
     # ... while alone it reuses the system turn only, so that it gets its cold answer.
     reused = batcher.stats.reused
-    batcher.run(chat("What does zip do with sets?"), params)
+    batcher.run(chat(backend, "What does zip do with sets?"), params)
     assert batcher.stats.reused - reused == turn_end
 
 
